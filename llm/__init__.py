@@ -1,0 +1,1 @@
+"""The edge: LLM backends, local models, cache and token counting."""

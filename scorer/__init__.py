@@ -1,0 +1,1 @@
+"""Scoring explanations: simulate activations from an explanation, compare with the truth."""

@@ -1,0 +1,81 @@
+"""Scoring math: pure numpy, no I/O.
+
+Every function returns ``None`` where the value is mathematically undefined
+(a constant vector, an all-zero truth), so that callers never see NaN.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+ArrayLike = Sequence[float] | np.ndarray
+
+
+def _pair(true: ArrayLike, predicted: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(true, dtype=np.float64).ravel()
+    p = np.asarray(predicted, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"length mismatch: {t.size} true values, {p.size} predicted")
+    return t, p
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if np.isfinite(value) else None
+
+
+def pearson(true: ArrayLike, predicted: ArrayLike) -> float | None:
+    """Pearson correlation; None when either side is constant or empty."""
+    t, p = _pair(true, predicted)
+    if t.size < 2:
+        return None
+    dt, dp = t - t.mean(), p - p.mean()
+    denom = np.sqrt(np.dot(dt, dt) * np.dot(dp, dp))
+    if denom == 0.0 or not np.isfinite(denom):
+        return None
+    return _finite_or_none(float(np.clip(np.dot(dt, dp) / denom, -1.0, 1.0)))
+
+
+def pooled_correlation(
+    trues: Sequence[ArrayLike], predicteds: Sequence[ArrayLike]
+) -> float | None:
+    """Correlation of every true value against every prediction, over all texts at once."""
+    if len(trues) != len(predicteds):
+        raise ValueError("as many predicted texts as true texts are needed")
+    if not trues:
+        return None
+    return pearson(
+        np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in trues]),
+        np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in predicteds]),
+    )
+
+
+def rsquared(true: ArrayLike, predicted: ArrayLike) -> float | None:
+    """Uncentred R^2: 1 - mean((t-p)^2) / mean(t^2); None when the truth is all zero."""
+    t, p = _pair(true, predicted)
+    if t.size == 0:
+        return None
+    scale = np.mean(np.square(t))
+    if scale == 0.0:
+        return None
+    return _finite_or_none(1.0 - np.mean(np.square(t - p)) / scale)
+
+
+def absolute_dev_explained(true: ArrayLike, predicted: ArrayLike) -> float | None:
+    """1 - mean(|t-p|) / mean(|t|); None when the truth is all zero."""
+    t, p = _pair(true, predicted)
+    if t.size == 0:
+        return None
+    scale = np.mean(np.abs(t))
+    if scale == 0.0:
+        return None
+    return _finite_or_none(1.0 - np.mean(np.abs(t - p)) / scale)
+
+
+def normalize_activations(values: ArrayLike, max_activation: float) -> list[int]:
+    """floor(10 * relu(x) / max), capped at 10; all zeros when max <= 0."""
+    v = np.asarray(values, dtype=np.float64)
+    if not max_activation > 0:
+        return [0] * v.size
+    scaled = np.floor(10.0 * np.maximum(v, 0.0) / max_activation)
+    return [int(x) for x in np.minimum(scaled, 10)]

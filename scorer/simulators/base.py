@@ -1,0 +1,47 @@
+"""The simulator role: an explanation and texts in, one simulation (or a failure) per text out."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, Sequence
+
+from llm.usage import Usage
+from scorer.simulation import SequenceSimulation
+
+
+@dataclass(frozen=True)
+class TextFailure:
+    """A text the simulator could not predict; it is left out of the score, never zero-filled."""
+
+    index: int
+    reason: str
+
+
+@dataclass
+class SimulationRun:
+    """One simulator pass over a request's texts.
+
+    `simulations[i]` is None exactly when a `TextFailure` with index i is listed.
+    """
+
+    simulations: list[SequenceSimulation | None]
+    failures: list[TextFailure] = field(default_factory=list)
+    usage: Usage = field(default_factory=Usage)
+
+
+class Simulator(Protocol):
+    name: str  # registry name, e.g. "offline", "json", "batched"
+    model: str | None  # the model that ran, or None for a model-free simulator
+
+    def simulate(
+        self,
+        explanation: str,
+        texts: Sequence[Sequence[str]],
+        *,
+        deadline: float | None = None,
+    ) -> SimulationRun:
+        """Predict a 0-10 activation for every token of every text.
+
+        `deadline` is an absolute `time.monotonic()` instant past which the
+        simulator must stop and raise `llm.errors.DeadlineExceeded`.
+        """
+        ...
