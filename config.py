@@ -1,0 +1,140 @@
+"""One Settings object, read from the environment (and `.env` through python-dotenv).
+
+Nothing reads the environment at import time: `Settings.from_env()` is called by
+`create_app()`, and tests build `Settings(...)` directly.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+from typing import Any, Mapping
+
+from dotenv import dotenv_values
+
+OFFLINE = "offline"
+OPENAI = "openai"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Authentication: empty means the service is open (local use).
+    server_key: str = ""
+
+    # The OpenAI-compatible backend. Setting either makes it the default backend.
+    openai_api_key: str = ""
+    openai_base_url: str = ""
+
+    # Which simulator scores by default ("" = decided by whether an LLM is configured).
+    simulator: str = ""
+    simulator_model: str = "gpt-4o-mini"
+    explainer_backend: str = ""
+    explainer_model: str = "gpt-4o-mini"
+
+    # Limits.
+    max_content_length: int = 4 * 1024 * 1024
+    max_texts: int = 200
+    max_tokens_per_text: int = 2048
+    max_explanation_chars: int = 2000
+
+    # Time: the whole request, and the LLM client's own timeouts and retries.
+    request_timeout: float = 120.0
+    llm_connect_timeout: float = 5.0
+    llm_read_timeout: float = 60.0
+    llm_max_retries: int = 2
+    llm_concurrency: int = 8
+
+    # Cache of LLM answers (SQLite). Empty path: no cache.
+    cache_path: str = "var/llm-cache.sqlite3"
+    cache_max_entries: int = 100_000
+
+    # The offline simulator's semantic matching with the packaged MiniLM model.
+    offline_embeddings: bool = True
+
+    log_level: str = "INFO"
+
+    @property
+    def llm_configured(self) -> bool:
+        return bool(self.openai_api_key or self.openai_base_url)
+
+    @property
+    def default_simulator(self) -> str:
+        if self.simulator:
+            return self.simulator
+        return "batched" if self.llm_configured else OFFLINE
+
+    @property
+    def default_explainer_backend(self) -> str:
+        if self.explainer_backend:
+            return self.explainer_backend
+        return OPENAI if self.llm_configured else OFFLINE
+
+    @classmethod
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, dotenv_path: str | None = ".env"
+    ) -> "Settings":
+        """Settings from `.env` overlaid by the real environment (the environment wins)."""
+        merged: dict[str, Any] = {}
+        if dotenv_path and os.path.exists(dotenv_path):
+            merged.update({k: v for k, v in dotenv_values(dotenv_path).items() if v is not None})
+        merged.update(os.environ if environ is None else environ)
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = merged.get(f.name.upper())
+            if raw is None:
+                continue
+            values[f.name] = _parse(f.name, f.type, raw)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> "Settings":
+        return replace(self, **changes)
+
+    def public_summary(self) -> dict:
+        """What /health may show: no secrets."""
+        return {
+            "auth_required": bool(self.server_key),
+            "llm_configured": self.llm_configured,
+            "openai_base_url": _strip_credentials(self.openai_base_url) or None,
+            "limits": {
+                "max_content_length": self.max_content_length,
+                "max_texts": self.max_texts,
+                "max_tokens_per_text": self.max_tokens_per_text,
+            },
+            "request_timeout": self.request_timeout,
+        }
+
+
+def _parse(name: str, type_name: Any, raw: str) -> Any:
+    type_name = str(type_name)
+    raw = raw.strip()
+    try:
+        if type_name == "bool":
+            lowered = raw.lower()
+            if lowered in ("1", "true", "yes", "on"):
+                return True
+            if lowered in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(raw)
+        if type_name == "int":
+            value = int(raw)
+            if value < 0:
+                raise ValueError(raw)
+            return value
+        if type_name == "float":
+            value = float(raw)
+            if not value > 0 or value == float("inf"):
+                raise ValueError(raw)
+            return value
+    except ValueError:
+        raise ConfigError(f"{name.upper()}={raw!r} is not a valid {type_name}") from None
+    return raw
+
+
+def _strip_credentials(url: str) -> str:
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://{rest.split('@', 1)[1]}"
+    return url
