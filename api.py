@@ -1,0 +1,237 @@
+"""The HTTP contract as data: request models, error codes, and the OpenAPI document.
+
+The pydantic models here validate every request and are also the source of
+`/openapi.json`, so the published contract and the checks cannot drift apart.
+Nothing here imports Flask.
+"""
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+
+from scorer.simulators import SIMULATOR_NAMES
+
+# The explanation prompt styles of Lee et al. (2023).
+STYLE_NAMES = ("original", "summary", "highlight", "highlight_summary", "avhs")
+
+# -- errors -----------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and stable machine-readable code."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+    def to_dict(self) -> dict:
+        return {"error": self.message, "code": self.code}
+
+
+def invalid(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message)
+
+
+def too_large(message: str) -> ApiError:
+    return ApiError(413, "payload_too_large", message)
+
+
+# -- JSON bodies ------------------------------------------------------------
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
+
+
+def parse_json_body(raw: bytes) -> Any:
+    """Strict RFC 8259 parsing: UTF-8, no NaN/Infinity, bounded nesting."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise invalid(f"the body is not UTF-8 (byte {exc.start})") from None
+    if not text.strip():
+        raise invalid("the body is empty; send a JSON object")
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except RecursionError:
+        raise invalid("the JSON body is nested too deeply") from None
+    except ValueError as exc:
+        raise invalid(f"malformed JSON: {exc}") from None
+
+
+def field_path(loc: tuple) -> str:
+    """('activations', 1, 'values', 3) -> 'activations[1].values[3]'."""
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "body"
+
+
+def validate(model: type[BaseModel], data: Any) -> BaseModel:
+    if not isinstance(data, dict):
+        raise invalid("the body must be a JSON object")
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        where = field_path(tuple(first["loc"]))
+        message = first["msg"]
+        if first["type"] in ("float_type", "finite_number"):
+            message = "must be a finite number"
+        elif first["type"] == "missing":
+            message = "is required"
+        more = len(exc.errors()) - 1
+        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+        raise invalid(f"{where}: {message}{suffix}") from None
+
+
+# -- request models ---------------------------------------------------------
+
+FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Explanation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+
+
+class ActivationText(BaseModel):
+    """One text: its tokens and one activation per token (Neuronpedia's shape)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tokens: list[Annotated[str, Field(strict=True)]] = Field(min_length=1)
+    values: list[FiniteNumber] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "ActivationText":
+        if len(self.tokens) != len(self.values):
+            raise ValueError(
+                f"{len(self.tokens)} tokens but {len(self.values)} values; "
+                "send one value per token"
+            )
+        return self
+
+
+class _Authenticated(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    secret: str | None = Field(default=None, description="SERVER_KEY, when the server sets one")
+
+
+class ScoreRequest(_Authenticated):
+    explanation: Explanation = Field(description="The explanation to score")
+    activations: list[ActivationText] = Field(
+        min_length=1, description="The texts to simulate, with their true activations"
+    )
+    simulator: Literal[SIMULATOR_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None, description="Simulator to use; the server's default when omitted"
+    )
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        default=None, description="Model for an LLM simulator; the server's default when omitted"
+    )
+
+
+class ExplainRequest(_Authenticated):
+    activations: list[ActivationText] = Field(min_length=1)
+    style: Literal[STYLE_NAMES] = "summary"  # type: ignore[valid-type]
+    max_activation: FiniteNumber | None = Field(
+        default=None, gt=0, description="The neuron's maximum activation, for normalisation"
+    )
+    top_k: int = Field(default=5, ge=1, le=50, description="How many top texts to show")
+    threshold: int = Field(
+        default=1, ge=1, le=10, description="Normalised value (0-10) from which a token is 'high'"
+    )
+    n: int = Field(default=1, ge=1, le=10, description="Candidates to generate")
+    score: bool = Field(default=False, description="Score candidates on held-out texts")
+    dry_run: bool = Field(default=False, description="Return the prompt and its token count only")
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+
+
+def check_limits(texts: list[ActivationText], max_texts: int, max_tokens: int) -> None:
+    if len(texts) > max_texts:
+        raise too_large(f"activations: {len(texts)} texts; the limit is {max_texts}")
+    for i, text in enumerate(texts):
+        if len(text.tokens) > max_tokens:
+            raise too_large(
+                f"activations[{i}].tokens: {len(text.tokens)} tokens; the limit is {max_tokens}"
+            )
+
+
+# -- OpenAPI ----------------------------------------------------------------
+
+_ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error", "code"],
+    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
+}
+
+
+def openapi_document(version: str) -> dict:
+    """The contract, generated from the request models above."""
+    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
+    for model in (ScoreRequest, ExplainRequest):
+        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+        schemas.update(schema.pop("$defs", {}))
+        schemas[model.__name__] = schema
+
+    def errors(*statuses: int) -> dict:
+        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+        return {str(s): {"description": _STATUS_TEXT[s], **ref} for s in statuses}
+
+    def post(summary: str, request: str) -> dict:
+        return {
+            "post": {
+                "summary": summary,
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}
+                    },
+                },
+                "responses": {
+                    "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                    **errors(400, 401, 413, 415, 429, 502, 503, 504),
+                },
+            }
+        }
+
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "neuron-interp", "version": version},
+        "paths": {
+            "/score": post("Score an explanation by simulating activations", "ScoreRequest"),
+            "/explain": post("Write an explanation from activations", "ExplainRequest"),
+            "/health": {
+                "get": {
+                    "summary": "Liveness and configured backends",
+                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "secretHeader": {"type": "apiKey", "in": "header", "name": "X-Secret-Key"},
+            },
+        },
+    }
+
+
+_STATUS_TEXT = {
+    400: "invalid_request",
+    401: "unauthorized",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+    502: "upstream_error",
+    503: "backend_unavailable",
+    504: "upstream_timeout",
+}

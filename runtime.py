@@ -1,0 +1,100 @@
+"""The composition root: builds the edge objects (backend, cache, local model) from Settings.
+
+Each is built once per process, on first use, and shared by every request and
+thread; tests pass their own in place of any of them.
+"""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from config import OFFLINE, Settings
+from llm.errors import BackendUnavailable
+from scorer.simulators import LLM_SIMULATORS, build_simulator
+from scorer.simulators.base import Simulator
+
+_UNSET: Any = object()
+
+
+class Runtime:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        backend: Any = _UNSET,
+        embedder: Any = _UNSET,
+        cache: Any = _UNSET,
+    ) -> None:
+        self.settings = settings
+        self._built: dict[str, Any] = {}
+        for name, value in (("backend", backend), ("embedder", embedder), ("cache", cache)):
+            if value is not _UNSET:
+                self._built[name] = value
+        self._lock = threading.Lock()
+
+    def _once(self, name: str, build) -> Any:
+        if name not in self._built:
+            with self._lock:
+                if name not in self._built:
+                    self._built[name] = build()
+        return self._built[name]
+
+    @property
+    def embedder(self):
+        """The packaged MiniLM model, or None when disabled or not installed."""
+
+        def build():
+            if not self.settings.offline_embeddings:
+                return None
+            from llm.embeddings import LocalEmbedder, embeddings_available
+
+            return LocalEmbedder() if embeddings_available() else None
+
+        return self._once("embedder", build)
+
+    @property
+    def backend(self):
+        """The OpenAI-compatible backend, or None when no LLM is configured."""
+
+        def build():
+            if not self.settings.llm_configured:
+                return None
+            from llm.openai_backend import OpenAIBackend
+
+            s = self.settings
+            return OpenAIBackend(
+                api_key=s.openai_api_key or None,
+                base_url=s.openai_base_url or None,
+                connect_timeout=s.llm_connect_timeout,
+                read_timeout=s.llm_read_timeout,
+                max_retries=s.llm_max_retries,
+            )
+
+        return self._once("backend", build)
+
+    @property
+    def cache(self):
+        def build():
+            from llm.cache import NullCache, SQLiteCache
+
+            s = self.settings
+            if not s.cache_path:
+                return NullCache()
+            return SQLiteCache(s.cache_path, max_entries=s.cache_max_entries)
+
+        return self._once("cache", build)
+
+    def require_backend(self):
+        backend = self.backend
+        if backend is None:
+            raise BackendUnavailable(
+                "no LLM backend is configured: set OPENAI_API_KEY or OPENAI_BASE_URL, "
+                f"or use the '{OFFLINE}' simulator"
+            )
+        return backend
+
+    def simulator(self, name: str | None = None, model: str | None = None) -> Simulator:
+        name = name or self.settings.default_simulator
+        if name in LLM_SIMULATORS:
+            self.require_backend()
+        return build_simulator(name, self, model or self.settings.simulator_model)

@@ -1,0 +1,1 @@
+"""Scorers: explanation + records -> score, metric, per-text breakdown."""
