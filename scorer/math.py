@@ -30,7 +30,8 @@ def pearson(true: ArrayLike, predicted: ArrayLike) -> float | None:
     if t.size < 2:
         return None
     dt, dp = t - t.mean(), p - p.mean()
-    denom = np.sqrt(np.dot(dt, dt) * np.dot(dp, dp))
+    # Product of norms, not sqrt of a product of squares: no underflow at tiny scales.
+    denom = np.linalg.norm(dt) * np.linalg.norm(dp)
     if denom == 0.0 or not np.isfinite(denom):
         return None
     return _finite_or_none(float(np.clip(np.dot(dt, dp) / denom, -1.0, 1.0)))
@@ -44,10 +45,8 @@ def pooled_correlation(
         raise ValueError("as many predicted texts as true texts are needed")
     if not trues:
         return None
-    return pearson(
-        np.concatenate([np.asarray(t, dtype=np.float64).ravel() for t in trues]),
-        np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in predicteds]),
-    )
+    pairs = [_pair(t, p) for t, p in zip(trues, predicteds)]
+    return pearson(np.concatenate([t for t, _ in pairs]), np.concatenate([p for _, p in pairs]))
 
 
 def rsquared(true: ArrayLike, predicted: ArrayLike) -> float | None:
