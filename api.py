@@ -11,10 +11,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from explainer.styles import DEFAULT_STYLE, STYLES
 from scorer.simulators import SIMULATOR_NAMES
 
-# The explanation prompt styles of Lee et al. (2023).
-STYLE_NAMES = ("original", "summary", "highlight", "highlight_summary", "avhs")
+STYLE_NAMES = tuple(STYLES)
 
 # -- errors -----------------------------------------------------------------
 
@@ -139,19 +139,40 @@ class ScoreRequest(_Authenticated):
 
 
 class ExplainRequest(_Authenticated):
-    activations: list[ActivationText] = Field(min_length=1)
-    style: Literal[STYLE_NAMES] = "summary"  # type: ignore[valid-type]
+    activations: list[ActivationText] = Field(
+        min_length=1, description="The neuron's texts; the strongest are shown to the explainer"
+    )
+    random_activations: list[ActivationText] = Field(
+        default_factory=list,
+        description="Random or low-activation texts, held out to score candidates (with score: true)",
+    )
+    style: Literal[STYLE_NAMES] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_STYLE, description="Prompt style (Lee et al. 2023)"
+    )
+    explainer: Literal["offline", "openai"] | None = Field(
+        default=None, description="Backend; the server's default when omitted"
+    )
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        default=None, description="Model for the LLM explainer; the server's default when omitted"
+    )
     max_activation: FiniteNumber | None = Field(
-        default=None, gt=0, description="The neuron's maximum activation, for normalisation"
+        default=None, gt=0, description="The neuron's maximum activation (maps to 10)"
     )
     top_k: int = Field(default=5, ge=1, le=50, description="How many top texts to show")
     threshold: int = Field(
-        default=1, ge=1, le=10, description="Normalised value (0-10) from which a token is 'high'"
+        default=1, ge=1, le=10, description="Normalised value (1-10) from which a token counts as high"
     )
-    n: int = Field(default=1, ge=1, le=10, description="Candidates to generate")
-    score: bool = Field(default=False, description="Score candidates on held-out texts")
-    dry_run: bool = Field(default=False, description="Return the prompt and its token count only")
-    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = None
+    n: int = Field(default=1, ge=1, le=20, description="Candidate explanations to sample")
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    max_prompt_tokens: int | None = Field(
+        default=None, ge=1, description="Token budget of the prompt; texts are trimmed to fit"
+    )
+    score: bool = Field(
+        default=False, description="Score each candidate on held-out texts and rank them"
+    )
+    dry_run: bool = Field(
+        default=False, description="Return the prompt and its token count; no LLM call"
+    )
 
 
 def check_limits(texts: list[ActivationText], max_texts: int, max_tokens: int) -> None:

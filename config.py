@@ -56,6 +56,19 @@ class Settings:
 
     log_level: str = "INFO"
 
+    # Production hardening (observability.py, ratelimit.py, proxy.py).
+    # Per-client limit in Flask-Limiter's notation ("60/minute"); empty: no limit.
+    rate_limit: str = ""
+    # Where the limiter keeps its counters: empty = this process's memory; redis://...
+    # so that every worker and replica shares them.
+    ratelimit_storage_url: str = ""
+    # Reverse proxies in front of the service whose X-Forwarded-* headers are believed.
+    trusted_proxy_hops: int = 0
+    # Root logger format: "json" (one object per line) or "text".
+    log_format: str = "json"
+    # GET /metrics asks for SERVER_KEY too (X-Secret-Key or Bearer) when true.
+    metrics_require_key: bool = False
+
     @property
     def llm_configured(self) -> bool:
         return bool(self.openai_api_key or self.openai_base_url)

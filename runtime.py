@@ -93,6 +93,13 @@ class Runtime:
             )
         return backend
 
+    def explainer_backend(self, name: str | None = None, *, required: bool = True):
+        """The backend for the explainer, or None for the offline explainer."""
+        name = name or self.settings.default_explainer_backend
+        if name == OFFLINE:
+            return None
+        return self.require_backend() if required else self.backend
+
     def simulator(self, name: str | None = None, model: str | None = None) -> Simulator:
         name = name or self.settings.default_simulator
         if name in LLM_SIMULATORS:

@@ -13,9 +13,16 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import api
+import observability
+import proxy
+import ratelimit
 from config import OFFLINE, Settings
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from runtime import Runtime
+from explainer.best_of_n import explain_best_of_n
+from explainer.errors import ExplainerError
+from explainer.explain import explain
+from llm.usage import Usage
 from scorer.records import ActivationRecord
 from scorer.scorers.simulation import score_explanation
 from scorer.simulators import SIMULATOR_NAMES
@@ -61,6 +68,9 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["runtime"] = runtime
+    proxy.init_app(app, settings)
+    observability.init_app(app, settings)
+    ratelimit.init_app(app, settings)
     logging.basicConfig(level=settings.log_level.upper())
 
     # -- request helpers ----------------------------------------------------
@@ -116,6 +126,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
         simulator = runtime.simulator(req.simulator, req.model)
         records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
         result = score_explanation(req.explanation, records, simulator, deadline=deadline())
+        g.log_fields.update(simulator=simulator.name, model=simulator.model, usage=result.usage.to_dict(), failures=len(result.failures))
         return jsonify(
             {
                 "score": result.score,
@@ -133,6 +144,70 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
                 "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
             }
         )
+
+    @app.post("/explain")
+    def explain_view():
+        body = json_body(request)
+        authenticate(request, body)
+        req = api.validate(api.ExplainRequest, body)
+        api.check_limits(
+            req.activations + req.random_activations, settings.max_texts, settings.max_tokens_per_text
+        )
+        backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
+        records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
+        options = dict(
+            style=req.style,
+            backend=backend,
+            model=(req.model or settings.explainer_model) if backend is not None else None,
+            n=req.n,
+            temperature=req.temperature,
+            threshold=req.threshold,
+            max_activation=req.max_activation,
+            token_budget=req.max_prompt_tokens,
+            deadline=deadline(),
+            dry_run=req.dry_run,
+        )
+        extra: dict[str, Any] = {}
+        try:
+            if req.score and not req.dry_run:
+                simulator = runtime.simulator()
+                scoring = Usage()
+
+                def simulate_and_score(explanation, heldout):
+                    nonlocal scoring
+                    try:
+                        scored = score_explanation(explanation, heldout, simulator, deadline=deadline())
+                    except UpstreamError:
+                        return None
+                    scoring = scoring + scored.usage
+                    return scored.score
+
+                random = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.random_activations]
+                best = explain_best_of_n(
+                    records, simulate_and_score, random_records=random, top_k=req.top_k, **options
+                )
+                result = best.result
+                extra["candidates"] = [
+                    {"explanation": c.explanation, "score": c.score} for c in best.ranked
+                ]
+                extra["scoring"] = {
+                    "simulator": {"name": simulator.name, "model": simulator.model},
+                    "heldout_texts": best.heldout_texts,
+                    "usage": scoring.to_dict(),
+                }
+            else:
+                result = explain(records, top_k=req.top_k, **options)
+                extra["candidates"] = [{"explanation": c, "score": None} for c in result.candidates]
+        except ExplainerError as exc:
+            raise api.invalid(str(exc)) from None
+        payload = result.to_dict()
+        if not req.dry_run:
+            payload.pop("messages")
+        payload.pop("candidates")
+        payload.update(extra)
+        payload["offline"] = result.backend == OFFLINE
+        payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
+        return jsonify(payload)
 
     @app.get("/health")
     def health():

@@ -1,0 +1,68 @@
+"""Cleaning an explainer's answer into one plain line, or None when there is nothing usable."""
+from __future__ import annotations
+
+import re
+
+from explainer.styles.base import PREFIX
+
+# Models often echo the end of the prompt before answering; these are removed from the start.
+_LEADING = [
+    re.compile(r"^explanation(\s+of\s+neuron\s*\d*)?(\s+behaviou?r)?\s*[:\-]\s*", re.I),
+    re.compile(r"^neuron\s*\d+\s*[:\-]\s*", re.I),
+    re.compile(
+        r"^(the\s+)?main\s+thing\s+(this|the)\s+(neuron|unit|latent)\s+does\s+is\s+"
+        r"(to\s+)?find(s|ing)?\b\s*[:,]?\s*",
+        re.I,
+    ),
+    re.compile(
+        r"^(this|the)\s+(neuron|unit|latent)\s+(mainly\s+|mostly\s+)?"
+        r"(finds|detects|responds\s+to|fires\s+on|activates\s+on)\b\s*[:,]?\s*",
+        re.I,
+    ),
+]
+
+_QUOTES = {'"': '"', "'": "'", "`": "`", "\u201c": "\u201d", "\u2018": "\u2019"}
+_EMPHASIS = re.compile(r"^(\*{1,2}|_{1,2})([^*_]+)\1$")
+
+# Answers that are not an explanation at all.
+_REFUSALS = re.compile(
+    r"^(i\s*(am|'m)\s+(sorry|unable|not\s+able)|i\s+can(no|')t\b|sorry\b|as\s+an\s+ai\b)",
+    re.I,
+)
+_NON_ANSWERS = {"unknown", "unclear", "n/a", "na", "none", "nothing", "no pattern", "not sure"}
+
+
+def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
+    """The explanation in `text`, cleaned: the first paragraph on one line, without an
+    echoed prompt prefix, surrounding quotes or a trailing period. None if nothing usable."""
+    if not text:
+        return None
+    paragraph = next((p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()), "")
+    line = " ".join(paragraph.split())
+    prefix_re = re.compile(r"^" + r"\s+".join(map(re.escape, prefix.split())) + r"\b\s*[:,]?\s*", re.I)
+    previous = None
+    while line != previous:
+        previous = line
+        if prefix.strip():
+            line = prefix_re.sub("", line, count=1)
+        for pattern in _LEADING:
+            line = pattern.sub("", line, count=1)
+        line = _EMPHASIS.sub(r"\2", _strip_quotes(line.strip())).strip()
+        if line.endswith(".") and not line.endswith(".."):
+            line = line[:-1].rstrip()
+    if not re.search(r"\w", line) or _REFUSALS.match(line) or line.lower() in _NON_ANSWERS:
+        return None
+    return line
+
+
+def _strip_quotes(line: str) -> str:
+    """Remove one pair of quotes around the whole line, but not two quoted items
+    (`"fox" and "leopard"` stays as it is)."""
+    if len(line) >= 2 and line[0] in _QUOTES and line[-1] == _QUOTES[line[0]]:
+        inner = line[1:-1]
+        if line[0] not in inner and _QUOTES[line[0]] not in inner:
+            return inner.strip()
+    # A closing period outside the quotes: "words about colors".
+    if len(line) >= 3 and line[-1] == "." and line[0] in _QUOTES and line[-2] == _QUOTES[line[0]]:
+        return _strip_quotes(line[:-1])
+    return line

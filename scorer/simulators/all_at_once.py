@@ -1,0 +1,138 @@
+"""`all_at_once`: the original method of Bills et al. (2023), on the completions endpoint.
+
+The prompt ends with the text as `token<TAB>unknown` lines. The server echoes the
+prompt with the logprobs of every prompt token, and at each `unknown` the top
+alternatives say how likely each value 0-10 was in that slot: the prediction is
+their expected value. One forward pass scores a whole text and nothing is
+generated. OpenAI's API no longer returns prompt logprobs; self-hosted servers
+(vLLM) do. A server that returns none gets a clear UpstreamError, not zeros.
+"""
+from __future__ import annotations
+
+from llm.backend import Completion
+from scorer.simulation import SequenceSimulation
+from scorer.simulators.prompts import (
+    EXPLANATION_PREFIX,
+    FEW_SHOT_EXAMPLES,
+    LogprobsUnsupported,
+    ParseError,
+    PerTextSimulator,
+    clean_explanation,
+    digit_distribution,
+    expected_value,
+    render_token,
+)
+
+PLACEHOLDER = "unknown"
+
+INSTRUCTIONS = """We're studying neurons in a neural network. Each neuron looks for some particular thing in a short document. Look at the explanation of what a neuron does, and predict how it fires on each token.
+
+Activations are listed as token<tab>activation, from 0 to 10; "unknown" marks an activation to predict. Most activations are 0.
+"""
+
+
+def _neuron_block(number: int, explanation: str, records: list[str]) -> str:
+    return (
+        f"\nNeuron {number}\n"
+        f"Explanation of neuron {number} behavior: {EXPLANATION_PREFIX} {explanation}\n"
+        f"Activations:\n" + "".join(records)
+    )
+
+
+def _record(tokens, activations=None) -> str:
+    lines = []
+    for i, token in enumerate(tokens):
+        value = PLACEHOLDER if activations is None else str(activations[i])
+        lines.append(f"{render_token(token)}\t{value}\n")
+    return "<start>\n" + "".join(lines) + "<end>\n"
+
+
+def build_prompt(explanation: str, tokens: list[str]) -> str:
+    blocks = [INSTRUCTIONS]
+    for number, example in enumerate(FEW_SHOT_EXAMPLES, start=1):
+        records = [_record(t.tokens, t.activations) for t in example.texts]
+        blocks.append(_neuron_block(number, example.explanation, records))
+    blocks.append(
+        _neuron_block(len(FEW_SHOT_EXAMPLES) + 1, clean_explanation(explanation), [_record(tokens)])
+    )
+    return "".join(blocks)
+
+
+def parse_answer(completion: Completion, tokens: list[str]) -> SequenceSimulation:
+    logprobs = completion.logprobs
+    if not logprobs or not any(item.top for item in logprobs):
+        raise LogprobsUnsupported(
+            "the backend returned no prompt logprobs for an echoed completion; the "
+            "'all_at_once' format needs a server that does (e.g. vLLM), use 'batched', "
+            "'json' or 'logprob' otherwise"
+        )
+    expected, values, probabilities = [], [], []
+    for k, item in enumerate(logprobs):
+        if item.token.strip() != PLACEHOLDER:
+            continue
+        # Rendered tokens carry no raw tab and the examples show numbers, so a
+        # tab right before "unknown" marks one of our slots and nothing else.
+        prefix = item.token[: item.token.index(PLACEHOLDER)]
+        after_tab = "\t" in prefix or (k > 0 and logprobs[k - 1].token.endswith("\t"))
+        if not after_tab or prefix.strip() != "":
+            continue
+        slot = len(expected)
+        if slot >= len(tokens):
+            raise ParseError(f"more placeholders than the {len(tokens)} tokens")
+        distribution = digit_distribution(item.top, prefix)
+        if not distribution:
+            raise ParseError(f"no value 0-10 among the top logprobs at token {slot}")
+        expected.append(expected_value(distribution))
+        values.append([float(v) for v in distribution])
+        probabilities.append(list(distribution.values()))
+    if len(expected) != len(tokens):
+        raise ParseError(
+            f"found {len(expected)} placeholders for {len(tokens)} tokens in the echoed prompt "
+            "(the server's tokenizer may merge the tab with its neighbours)"
+        )
+    return SequenceSimulation(
+        tokens=list(tokens),
+        expected_activations=expected,
+        distribution_values=values,
+        distribution_probabilities=probabilities,
+    )
+
+
+class AllAtOnceSimulator(PerTextSimulator):
+    name = "all_at_once"
+    version = "1"
+
+    def __init__(
+        self,
+        backend,
+        model,
+        cache=None,
+        concurrency=8,
+        *,
+        logprobs: int = 15,
+        max_tokens: int = 1,
+        max_attempts: int = 2,
+    ):
+        super().__init__(backend, model, cache, concurrency, max_attempts=max_attempts)
+        self.logprobs = logprobs
+        # Some servers refuse max_tokens=0; one generated token costs next to nothing.
+        self.max_tokens = max_tokens
+
+    @property
+    def format_id(self) -> str:
+        return f"{self.name}/v{self.version}/top{self.logprobs}"
+
+    def _request(self, explanation, tokens, rejection, deadline) -> Completion:
+        # Nothing is generated, so a note to the model cannot help; the retry is
+        # for a server that answered oddly once.
+        return self.backend.complete(
+            build_prompt(explanation, tokens),
+            model=self.model,
+            max_tokens=self.max_tokens,
+            echo=True,
+            logprobs=self.logprobs,
+            deadline=deadline,
+        )
+
+    def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
+        return parse_answer(completion, tokens)

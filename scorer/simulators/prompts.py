@@ -1,0 +1,360 @@
+"""What the LLM simulators share: few-shot examples, token rendering, digit
+distributions, the cache key, and the loop that runs texts in parallel with one
+retry and honest failures.
+
+Each simulator file holds its own prompt and parser; this module holds only what
+two or more of them use.
+"""
+from __future__ import annotations
+
+import math
+import re
+import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+
+from llm.backend import ChatBackend, Completion
+from llm.cache import NullCache
+from llm.errors import DeadlineExceeded, UpstreamError
+from llm.usage import Usage
+from scorer.simulation import SequenceSimulation
+from scorer.simulators.base import SimulationRun, TextFailure
+
+MIN_ACTIVATION = 0
+MAX_ACTIVATION = 10
+EXPLANATION_PREFIX = "the main thing this neuron does is find"
+
+# Time past the deadline we allow worker threads to report before giving up on
+# them: the backend stops its own calls at the deadline, this covers the rest.
+DEADLINE_GRACE = 0.25
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ParseError(ValueError):
+    """The model's answer cannot be read as one prediction per token."""
+
+
+class LogprobsUnsupported(UpstreamError):
+    """The backend returns no (top) logprobs, which a logprob simulator cannot do without.
+
+    Raised out of `simulate` rather than listed per text: every text would fail
+    the same way, and the fix is to choose another format or server.
+    """
+
+
+# -- few-shot examples ----------------------------------------------------------
+# Written for this project; kept short because every call pays for them.
+
+
+@dataclass(frozen=True)
+class ExampleText:
+    tokens: tuple[str, ...]
+    activations: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class FewShotExample:
+    explanation: str
+    texts: tuple[ExampleText, ...]
+
+
+FEW_SHOT_EXAMPLES: tuple[FewShotExample, ...] = (
+    FewShotExample(
+        explanation="kitchen utensils and cookware",
+        texts=(
+            ExampleText(
+                ("Grab", " a", " whisk", " and", " the", " frying", " pan", " before", " you", " start", "."),
+                (0, 0, 9, 0, 0, 4, 10, 0, 0, 0, 0),
+            ),
+            ExampleText(
+                ("The", " train", " was", " late", " again", " this", " morning", "."),
+                (0, 0, 0, 0, 0, 0, 0, 0),
+            ),
+        ),
+    ),
+    FewShotExample(
+        explanation="the closing quotation mark at the end of spoken dialogue",
+        texts=(
+            ExampleText(
+                ("He", " said", ",", ' "', "Wait", " here", '."', " Then", " he", " left", "."),
+                (0, 0, 0, 0, 0, 0, 8, 0, 0, 0, 0),
+            ),
+        ),
+    ),
+)
+
+
+# -- rendering ------------------------------------------------------------------
+
+_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_END_OF_TEXT = "<|endoftext|>"
+
+
+def render_token(token: str) -> str:
+    """A token as shown in a line-based prompt: no raw line breaks or tabs.
+
+    Only the prompt shows this; the simulation keeps the caller's token as sent.
+    `<|endoftext|>` is spelled out because some servers refuse special-token
+    text in a prompt and models read it as the end of their input.
+    """
+    text = token.replace(_END_OF_TEXT, "<end-of-text>")
+    return "".join(_ESCAPES.get(ch, ch) for ch in text)
+
+
+def clean_explanation(explanation: str) -> str:
+    """The explanation on one line (a stray newline or tab would break the formats)."""
+    return " ".join(explanation.split())
+
+
+def numbered_lines(tokens: Sequence[str]) -> str:
+    """`index<TAB>token`, one line per token: the anchor every compact format refers to."""
+    return "\n".join(f"{i}\t{render_token(t)}" for i, t in enumerate(tokens))
+
+
+def rejection_note(reason: str | None) -> str:
+    if not reason:
+        return ""
+    return (
+        f"\n\n(A previous answer to this request could not be used: {reason}. "
+        "Follow the answer format exactly.)"
+    )
+
+
+# -- numbers and distributions --------------------------------------------------
+
+
+def clamp(value: float) -> float:
+    return float(min(MAX_ACTIVATION, max(MIN_ACTIVATION, value)))
+
+
+def parse_activation(raw: Any) -> float:
+    """A predicted activation from JSON or text, clamped to 0-10; ParseError if it is no number."""
+    if isinstance(raw, bool) or raw is None:
+        raise ParseError(f"{raw!r} is not a number")
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+    elif isinstance(raw, str):
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ParseError(f"{raw!r} is not a number") from None
+    else:
+        raise ParseError(f"{type(raw).__name__} is not a number")
+    if not math.isfinite(value):
+        raise ParseError(f"{raw!r} is not a finite number")
+    return clamp(value)
+
+
+_VALID_DIGITS = {str(v): v for v in range(MIN_ACTIVATION, MAX_ACTIVATION + 1)}
+
+
+def digit_distribution(
+    alternatives: Iterable[tuple[str, float]], prefix: str = ""
+) -> dict[int, float]:
+    """Probabilities of the values 0-10 among a token's top alternatives, renormalised.
+
+    `prefix` is text the chosen token carries before the number (a space, a tab)
+    that the alternatives carry too; alternatives without it are not numbers in
+    this slot. Spellings of one value (" 3" and "3") add up. Empty when no
+    alternative is a value.
+    """
+    mass: dict[int, float] = {}
+    for token, logprob in alternatives:
+        if logprob is None or not math.isfinite(logprob):
+            continue
+        if prefix and not token.startswith(prefix):
+            continue
+        value = _VALID_DIGITS.get(token[len(prefix):].strip())
+        if value is None:
+            continue
+        mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+    total = sum(mass.values())
+    if total <= 0:
+        return {}
+    return {v: mass[v] / total for v in sorted(mass)}
+
+
+def expected_value(distribution: Mapping[int, float]) -> float:
+    return clamp(sum(v * p for v, p in distribution.items()))
+
+
+# -- cache ------------------------------------------------------------------------
+
+
+def cache_parts(
+    backend: ChatBackend, model: str, fmt: str, explanation: str, tokens: Sequence[str]
+) -> dict[str, Any]:
+    """Everything that decides a simulation's answer, as the cache key's parts."""
+    return {
+        "backend": getattr(backend, "name", type(backend).__name__),
+        "base_url": getattr(backend, "base_url", ""),
+        "model": model,
+        "format": fmt,
+        "explanation": explanation,
+        "tokens": list(tokens),
+    }
+
+
+def simulation_to_cache(simulation: SequenceSimulation) -> dict[str, Any]:
+    return {
+        "expected_activations": list(simulation.expected_activations),
+        "distribution_values": simulation.distribution_values,
+        "distribution_probabilities": simulation.distribution_probabilities,
+    }
+
+
+def simulation_from_cache(value: Any, tokens: Sequence[str]) -> SequenceSimulation | None:
+    """The cached simulation for `tokens`, or None if the entry does not fit them."""
+    if not isinstance(value, dict):
+        return None
+    expected = value.get("expected_activations")
+    if not isinstance(expected, list) or len(expected) != len(tokens):
+        return None
+    return SequenceSimulation(
+        tokens=list(tokens),
+        expected_activations=[float(x) for x in expected],
+        distribution_values=value.get("distribution_values") or [],
+        distribution_probabilities=value.get("distribution_probabilities") or [],
+    )
+
+
+# -- running ------------------------------------------------------------------------
+
+
+def check_deadline(deadline: float | None) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded("the request's deadline passed before the simulation finished")
+
+
+def run_parallel(
+    fn: Callable[[T], R], items: Sequence[T], concurrency: int, deadline: float | None
+) -> list[R]:
+    """`fn` over `items` on at most `concurrency` threads, results in order.
+
+    The first exception a job raises is raised here (BackendUnavailable,
+    DeadlineExceeded: no point going on), and jobs not yet started are dropped.
+    """
+    if not items:
+        return []
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(int(concurrency), len(items))), thread_name_prefix="simulate"
+    )
+    try:
+        futures = [pool.submit(fn, item) for item in items]
+        pending = set(futures)
+        while pending:
+            timeout = None
+            if deadline is not None:
+                timeout = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
+            done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
+            if not done:
+                raise DeadlineExceeded("the request's deadline passed before the simulation finished")
+            for future in done:
+                error = future.exception()
+                if error is not None:
+                    raise error
+        return [future.result() for future in futures]
+    finally:
+        # Threads still waiting on the backend end at the backend's own timeout.
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+class PerTextSimulator:
+    """An LLM simulator that asks once per text: cache, parallelism, one retry, failures.
+
+    Subclasses set `name` and `version` and implement `_request` (one backend
+    call for one text) and `_parse` (its answer into a SequenceSimulation, or
+    ParseError).
+    """
+
+    name = ""
+    version = "1"
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        model: str,
+        cache: Any = None,
+        concurrency: int = 8,
+        *,
+        max_attempts: int = 2,
+    ) -> None:
+        self.backend = backend
+        self.model = model
+        self.cache = cache if cache is not None else NullCache()
+        self.concurrency = max(1, int(concurrency))
+        self.max_attempts = max(1, int(max_attempts))
+
+    @property
+    def format_id(self) -> str:
+        """Names the prompt and parser in the cache key; bump `version` when either changes."""
+        return f"{self.name}/v{self.version}"
+
+    def simulate(
+        self,
+        explanation: str,
+        texts: Sequence[Sequence[str]],
+        *,
+        deadline: float | None = None,
+    ) -> SimulationRun:
+        check_deadline(deadline)
+        simulations: list[SequenceSimulation | None] = [None] * len(texts)
+        usage = Usage()
+        keys = [cache_parts(self.backend, self.model, self.format_id, explanation, t) for t in texts]
+        todo = []
+        for i, tokens in enumerate(texts):
+            hit = simulation_from_cache(self.cache.get(keys[i]), tokens)
+            if hit is None:
+                todo.append(i)
+            else:
+                simulations[i] = hit
+                usage.cache_hits += 1
+
+        results = run_parallel(
+            lambda i: self._simulate_text(explanation, list(texts[i]), deadline),
+            todo,
+            self.concurrency,
+            deadline,
+        )
+        failures = []
+        for i, (simulation, reason, text_usage) in zip(todo, results):
+            usage = usage + text_usage
+            if simulation is None:
+                failures.append(TextFailure(index=i, reason=reason))
+            else:
+                simulations[i] = simulation
+                self.cache.put(keys[i], simulation_to_cache(simulation))
+        return SimulationRun(simulations=simulations, failures=failures, usage=usage)
+
+    def _simulate_text(
+        self, explanation: str, tokens: list[str], deadline: float | None
+    ) -> tuple[SequenceSimulation | None, str, Usage]:
+        usage = Usage()
+        rejection: str | None = None
+        for _ in range(self.max_attempts):
+            check_deadline(deadline)
+            try:
+                completion = self._request(explanation, tokens, rejection, deadline)
+            except LogprobsUnsupported:
+                raise
+            except UpstreamError as exc:
+                # The backend already retried what was worth retrying.
+                return None, f"backend error: {exc}", usage
+            usage = usage + completion.usage
+            try:
+                return self._parse(completion, tokens), "", usage
+            except ParseError as exc:
+                rejection = str(exc)
+        attempts = "attempt" if self.max_attempts == 1 else "attempts"
+        return None, f"unusable answer after {self.max_attempts} {attempts}: {rejection}", usage
+
+    def _request(
+        self, explanation: str, tokens: list[str], rejection: str | None, deadline: float | None
+    ) -> Completion:
+        raise NotImplementedError
+
+    def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
+        raise NotImplementedError

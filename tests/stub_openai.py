@@ -1,0 +1,478 @@
+"""A small OpenAI-compatible server on loopback, for tests and benchmarks.
+
+It serves `POST /v1/chat/completions` and `POST /v1/completions` from a
+`ThreadingHTTPServer` on 127.0.0.1 (a free port) in a background thread. What it
+answers is decided by a handler function given the parsed request; by default
+`SimulationResponder`, which reads our simulation prompts and answers them in
+their format with a keyword oracle (a token is active when the explanation names
+it), so the whole path from prompt to parser can run without a model.
+
+Faults are scripted: `stub.enqueue(StubReply(status=429, headers={"Retry-After": "1"}))`
+makes the next request get that reply before the handler is consulted; replies
+can also be delayed (`delay=`), dropped without an answer (`drop=True`), or
+carry any body. Every request is recorded in `stub.requests`.
+
+    with StubOpenAI() as stub:
+        backend = OpenAIBackend(api_key="test", base_url=stub.base_url)
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Sequence
+
+from llm.tokens import count_message_tokens, count_tokens
+
+CHAT_PATH = "/v1/chat/completions"
+COMPLETIONS_PATH = "/v1/completions"
+
+
+@dataclass
+class StubRequest:
+    path: str
+    body: dict
+    headers: dict[str, str]
+    received_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def is_chat(self) -> bool:
+        return self.path == CHAT_PATH
+
+    @property
+    def messages(self) -> list[dict]:
+        return self.body.get("messages") or []
+
+    @property
+    def last_user_message(self) -> str:
+        for message in reversed(self.messages):
+            if message.get("role") == "user":
+                return message.get("content") or ""
+        return ""
+
+    @property
+    def prompt(self) -> str:
+        prompt = self.body.get("prompt", "")
+        return prompt if isinstance(prompt, str) else "".join(prompt)
+
+
+@dataclass
+class StubReply:
+    status: int = 200
+    body: Any = None  # a dict is sent as JSON, a str as it is
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    drop: bool = False  # close the connection without an answer
+
+
+Handler = Callable[[StubRequest], "StubReply | str | dict"]
+
+
+# -- response bodies ---------------------------------------------------------------
+
+
+def chat_body(
+    request: StubRequest,
+    content: str,
+    *,
+    logprobs: list[tuple[str, list[tuple[str, float]]]] | None = None,
+    usage: bool = True,
+    model: str = "stub-model",
+) -> dict:
+    """A chat completion; `logprobs` as (token, [(alternative, logprob), ...]) pairs."""
+    choice: dict[str, Any] = {
+        "index": 0,
+        "message": {"role": "assistant", "content": content},
+        "finish_reason": "stop",
+        "logprobs": None,
+    }
+    if logprobs is not None:
+        choice["logprobs"] = {
+            "content": [
+                {
+                    "token": token,
+                    "logprob": next((lp for t, lp in top if t == token), top[0][1] if top else 0.0),
+                    "bytes": list(token.encode()),
+                    "top_logprobs": [
+                        {"token": t, "logprob": lp, "bytes": list(t.encode())} for t, lp in top
+                    ],
+                }
+                for token, top in logprobs
+            ]
+        }
+    body: dict[str, Any] = {
+        "id": "chatcmpl-stub",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.body.get("model", model),
+        "choices": [choice],
+    }
+    if usage:
+        prompt_tokens = count_message_tokens(request.messages)
+        completion_tokens = count_tokens(content)
+        body["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return body
+
+
+def completion_body(
+    request: StubRequest,
+    tokens: Sequence[str],
+    top_logprobs: Sequence[dict[str, float] | None] | None,
+    *,
+    generated: str = "",
+    usage: bool = True,
+) -> dict:
+    """A completions answer whose logprobs cover `tokens` (the echoed prompt, then `generated`)."""
+    offsets, position = [], 0
+    for token in tokens:
+        offsets.append(position)
+        position += len(token)
+    logprobs = None
+    if top_logprobs is not None:
+        logprobs = {
+            "tokens": list(tokens),
+            "token_logprobs": [
+                None if top is None else top.get(tok, min(top.values(), default=0.0))
+                for tok, top in zip(tokens, top_logprobs)
+            ],
+            "top_logprobs": list(top_logprobs),
+            "text_offset": offsets,
+        }
+    body: dict[str, Any] = {
+        "id": "cmpl-stub",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": request.body.get("model", "stub-model"),
+        "choices": [
+            {"index": 0, "text": "".join(tokens), "logprobs": logprobs, "finish_reason": "length"}
+        ],
+    }
+    if usage:
+        prompt_tokens = count_tokens(request.prompt)
+        completion_tokens = count_tokens(generated)
+        body["usage"] = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+    return body
+
+
+def error_body(message: str, kind: str = "server_error") -> dict:
+    return {"error": {"message": message, "type": kind, "code": None}}
+
+
+# -- a stand-in model that answers our simulation prompts --------------------------
+
+_STOPWORDS = {
+    "a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "in", "into",
+    "is", "it", "its", "of", "on", "or", "that", "the", "their", "this", "to", "with",
+    "words", "word", "related", "references", "mentions", "instances", "phrases", "such",
+    "other", "about", "any", "not", "only", "nothing", "else", "else.", "find", "main",
+    "thing", "neuron", "does", "tokens", "token", "text",
+}
+_UNESCAPE = {"\\n": "\n", "\\t": "\t", "\\r": "\r", "\\\\": "\\"}
+
+
+def _stem(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") else word
+
+
+def keyword_oracle(explanation: str, tokens: Sequence[str]) -> list[float]:
+    """9 on a token the explanation names (plural-insensitive), 0 elsewhere."""
+    words = {
+        _stem(w) for w in re.findall(r"[a-z0-9]+", explanation.lower()) if w not in _STOPWORDS
+    }
+    values = []
+    for token in tokens:
+        norm = re.sub(r"[^a-z0-9]", "", token.lower())
+        values.append(9.0 if norm and _stem(norm) in words else 0.0)
+    return values
+
+
+def unescape_token(rendered: str) -> str:
+    return re.sub(r"\\[ntr\\]", lambda m: _UNESCAPE[m.group(0)], rendered)
+
+
+def _numbered_tokens(block: str) -> list[str]:
+    tokens = []
+    for line in block.split("\n"):
+        match = re.match(r"^(\d+)\t(.*)$", line)
+        if match:
+            tokens.append(unescape_token(match.group(2)))
+    return tokens
+
+
+def _explanation_in(text: str) -> str:
+    matches = re.findall(r"^Explanation[^:\n]*:\s*(.*)$", text, re.MULTILINE)
+    explanation = matches[-1] if matches else ""
+    return re.sub(r"^the main thing this neuron does is find\s*", "", explanation)
+
+
+class SimulationResponder:
+    """Answers each simulation format's prompt with the activations `oracle` gives.
+
+    The format is told by the request: the completions endpoint (all_at_once),
+    chat in JSON mode (json), chat with logprobs (logprob), other chat (batched).
+    The oracle may return the wrong number of values or values out of range:
+    they are written as they are, to exercise the parsers.
+    """
+
+    def __init__(
+        self,
+        oracle: Callable[[str, Sequence[str]], Sequence[float]] = keyword_oracle,
+        *,
+        confidence: float = 0.9,
+        usage: bool = True,
+    ) -> None:
+        self.oracle = oracle
+        self.confidence = confidence
+        self.usage = usage
+
+    def __call__(self, request: StubRequest) -> dict:
+        if not request.is_chat:
+            return self._all_at_once(request)
+        if (request.body.get("response_format") or {}).get("type") == "json_object":
+            return self._json(request)
+        if request.body.get("logprobs"):
+            return self._logprob(request)
+        return self._batched(request)
+
+    def _values(self, explanation: str, tokens: Sequence[str]) -> list[int | float]:
+        return [_as_int(v) for v in self.oracle(explanation, tokens)]
+
+    def _alternatives(self, value: int, prefix: str = "") -> list[tuple[str, float]]:
+        """The chosen value with `confidence`, one neighbour with the rest."""
+        other = value - 1 if value > 0 else 1
+        top = [(f"{prefix}{value}", math.log(self.confidence))]
+        if self.confidence < 1:
+            top.append((f"{prefix}{other}", math.log(1 - self.confidence)))
+        return top + [(f"{prefix}the", math.log(1e-6))]
+
+    def _json(self, request: StubRequest) -> dict:
+        question = request.last_user_message
+        data, _ = json.JSONDecoder().raw_decode(question[question.index("{") :])
+        tokens = [item["token"] for item in data["activations"]]
+        values = self._values(data.get("explanation", ""), tokens)
+        answer = {
+            "activations": [
+                {"token": tokens[i] if i < len(tokens) else "?", "activation": v}
+                for i, v in enumerate(values)
+            ]
+        }
+        return chat_body(request, json.dumps(answer), usage=self.usage)
+
+    def _batched(self, request: StubRequest) -> dict:
+        question = request.last_user_message
+        explanation = _explanation_in(question)
+        lines = []
+        for number, block in re.findall(r"^Text (\d+):\n(.*?)(?=\n\nText \d+:|\Z|\n\n\()", question, re.S | re.M):
+            values = self._values(explanation, _numbered_tokens(block))
+            pairs = " ".join(f"{i}={v}" for i, v in enumerate(values) if v != 0)
+            lines.append(f"{number}: {pairs}".rstrip())
+        return chat_body(request, "\n".join(lines), usage=self.usage)
+
+    def _logprob(self, request: StubRequest) -> dict:
+        question = request.last_user_message
+        tokens = _numbered_tokens(question.split("Tokens:\n", 1)[-1])
+        values = self._values(_explanation_in(question), tokens)
+        pieces: list[tuple[str, list[tuple[str, float]]]] = []
+        for i, value in enumerate(values):
+            if i:
+                pieces.append(("\n", [("\n", -0.01)]))
+            pieces.append((str(i), [(str(i), -0.01)]))
+            pieces.append((":", [(":", -0.01)]))
+            pieces.append((str(value), self._alternatives(value)))
+        content = "".join(token for token, _ in pieces)
+        return chat_body(request, content, logprobs=pieces, usage=self.usage)
+
+    def _all_at_once(self, request: StubRequest) -> dict:
+        prompt = request.prompt
+        explanation = _explanation_in(prompt)
+        section = prompt[prompt.rfind("<start>\n") + len("<start>\n") :]
+        tokens = [
+            unescape_token(line[: -len("\tunknown")])
+            for line in section.split("\n")
+            if line.endswith("\tunknown")
+        ]
+        values = iter(self._values(explanation, tokens))
+        pieces = re.findall(r"\t|\n|[^\t\n]+", prompt)
+        tops: list[dict[str, float] | None] = []
+        for k, piece in enumerate(pieces):
+            if k == 0:
+                tops.append(None)
+            elif piece == "unknown" and pieces[k - 1] == "\t":
+                tops.append(dict(self._alternatives(next(values, 0))))
+            else:
+                tops.append({piece: -0.01})
+        generated = "\n" if request.body.get("max_tokens") else ""
+        if generated:
+            pieces.append(generated)
+            tops.append({generated: -0.01})
+        return completion_body(request, pieces, tops, generated=generated, usage=self.usage)
+
+
+def _as_int(value: float) -> int | float:
+    """Whole values written as integers, as a model would."""
+    return int(value) if float(value).is_integer() else float(value)
+
+
+# -- the server ------------------------------------------------------------------------
+
+
+class StubOpenAI:
+    """The loopback server. Use as a context manager, or call start() and stop()."""
+
+    def __init__(self, handler: Handler | None = None, *, delay: float = 0.0) -> None:
+        self.handler: Handler = handler or SimulationResponder()
+        self.delay = delay  # seconds before every answer
+        self.requests: list[StubRequest] = []
+        self._queue: deque[StubReply] = deque()
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- scripting --------------------------------------------------------------------
+
+    def enqueue(self, *replies: StubReply) -> None:
+        """Replies for the next requests, in order, before the handler is asked."""
+        with self._lock:
+            self._queue.extend(replies)
+
+    def calls(self, path: str | None = None) -> int:
+        with self._lock:
+            return sum(1 for r in self.requests if path is None or r.path == path)
+
+    def reset(self) -> None:
+        with self._lock:
+            self.requests.clear()
+            self._queue.clear()
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    @property
+    def base_url(self) -> str:
+        assert self._server is not None, "the stub is not started"
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/v1"
+
+    def start(self) -> "StubOpenAI":
+        stub = self
+
+        class RequestHandler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def do_POST(self) -> None:
+                stub._serve(self)
+
+            def do_GET(self) -> None:
+                self._plain(404, error_body("not found", "invalid_request_error"))
+
+            def _plain(self, status: int, body: dict) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), RequestHandler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="stub-openai", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> "StubOpenAI":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    # -- serving -------------------------------------------------------------------------
+
+    def _serve(self, http: BaseHTTPRequestHandler) -> None:
+        length = int(http.headers.get("Content-Length") or 0)
+        raw = http.rfile.read(length) if length else b""
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return self._send(http, StubReply(400, error_body("invalid JSON body", "invalid_request_error")))
+        path = http.path.split("?", 1)[0]
+        request = StubRequest(path=path, body=body, headers={k.lower(): v for k, v in http.headers.items()})
+        if path not in (CHAT_PATH, COMPLETIONS_PATH):
+            return self._send(http, StubReply(404, error_body(f"no route {path}", "invalid_request_error")))
+        with self._lock:
+            self.requests.append(request)
+            scripted = self._queue.popleft() if self._queue else None
+        reply = scripted
+        if reply is None:
+            try:
+                reply = _as_reply(request, self.handler(request))
+            except Exception as exc:  # a broken handler shows up as a 500, not a hang
+                reply = StubReply(500, error_body(f"stub handler failed: {type(exc).__name__}: {exc}"))
+        delay = self.delay + reply.delay
+        if delay > 0:
+            time.sleep(delay)
+        self._send(http, reply)
+
+    def _send(self, http: BaseHTTPRequestHandler, reply: StubReply) -> None:
+        if reply.drop:
+            http.close_connection = True
+            try:
+                http.connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            return
+        body = reply.body
+        if body is None:
+            body = {} if reply.status < 400 else error_body(f"stub error {reply.status}")
+        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
+        try:
+            http.send_response(reply.status)
+            http.send_header("Content-Type", "application/json")
+            for name, value in reply.headers.items():
+                http.send_header(name, value)
+            http.send_header("Content-Length", str(len(data)))
+            http.end_headers()
+            http.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (its timeout); nothing to answer
+
+
+def _as_reply(request: StubRequest, result: Any) -> StubReply:
+    if isinstance(result, StubReply):
+        return result
+    if isinstance(result, str):
+        if request.is_chat:
+            return StubReply(body=chat_body(request, result))
+        return StubReply(body=completion_body(request, [request.prompt, result], None, generated=result))
+    return StubReply(body=result)
+
+
+def refused_url() -> str:
+    """A loopback base URL with nothing listening: connections to it are refused."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
