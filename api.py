@@ -224,7 +224,7 @@ def openapi_document(version: str) -> dict:
         }
 
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {"title": "neuron-interp", "version": version},
         "paths": {
             "/score": post("Score an explanation by simulating activations", "ScoreRequest"),

@@ -32,3 +32,42 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+
+# -- Graceful shutdown ------------------------------------------------------------
+# On SIGTERM (docker stop, Kubernetes) the master stops accepting connections and
+# every worker finishes the requests it has in flight, for up to graceful_timeout
+# seconds, before it is killed; SIGINT/SIGQUIT stop at once. The container's own stop
+# timeout must exceed graceful_timeout (docker stop -t, terminationGracePeriodSeconds),
+# or it kills gunicorn first. Idle keep-alive connections are closed, not waited for.
+
+
+def worker_int(worker):
+    worker.log.info("worker %s interrupted; in-flight requests are abandoned", worker.pid)
+
+
+def on_exit(server):
+    server.log.info("gunicorn stopped")
+
+
+# -- Prometheus in multiprocess mode (see observability.py) ---------------------------
+# With PROMETHEUS_MULTIPROC_DIR set, every worker writes its counters to files there
+# and /metrics adds them up. Values left from an earlier run would be added too, so the
+# directory is emptied when gunicorn starts; a worker that exits is reported so that
+# its live gauges stop counting (its counters stay: they happened).
+
+
+def on_starting(server):
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not path:
+        return
+    os.makedirs(path, exist_ok=True)
+    for name in os.listdir(path):
+        if name.endswith(".db"):
+            os.remove(os.path.join(path, name))
+
+
+def child_exit(server, worker):
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -192,7 +192,10 @@ def _jsonable(value: Any) -> Any:
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, (str, int, bool)):
         return value
-    return str(value)
+    try:
+        return str(value)
+    except Exception:
+        return f"<unprintable {type(value).__name__}>"
 
 
 class JsonFormatter(logging.Formatter):
@@ -221,7 +224,8 @@ class JsonFormatter(logging.Formatter):
             out["exc"] = record.exc_text
         if record.stack_info:
             out["stack"] = record.stack_info
-        return json.dumps(_jsonable(out), ensure_ascii=True, default=str)
+        # Redacted again as a whole: the request id, for one, is the caller's own text.
+        return redact(json.dumps(_redact_value(_jsonable(out)), ensure_ascii=True))
 
 
 class TextFormatter(logging.Formatter):
@@ -240,7 +244,7 @@ class TextFormatter(logging.Formatter):
             extra = " ".join(f"{k}={json.dumps(_jsonable(v), default=str)}" for k, v in fields.items())
             head, sep, tail = line.partition("\n")  # keep a traceback below the fields
             line = f"{head} {extra}{sep}{tail}"
-        return line
+        return redact(line)
 
 
 class _StderrHandler(logging.StreamHandler):

@@ -82,10 +82,16 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
                 "unsupported_media_type",
                 "send the body as JSON with the header 'Content-Type: application/json'",
             )
+        limit = settings.max_content_length
         length = req.content_length
-        if length is not None and length > settings.max_content_length:
+        if length is not None and length > limit:
             raise RequestEntityTooLarge()
-        data = api.parse_json_body(req.get_data(cache=False))
+        raw = req.get_data(cache=True)
+        # A chunked body (no Content-Length) is cut at the limit by werkzeug: one that
+        # reaches it is too large, not a truncated body to parse as malformed JSON.
+        if length is None and len(raw) >= limit:
+            raise RequestEntityTooLarge()
+        data = api.parse_json_body(raw)
         if not isinstance(data, dict):
             raise api.invalid("the body must be a JSON object")
         return data
@@ -95,7 +101,9 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
             return
         offered = _offered_secret(req, body)
         expected = settings.server_key.encode("utf-8")
-        if offered is None or not hmac.compare_digest(offered.encode("utf-8"), expected):
+        if offered is None or not hmac.compare_digest(
+            offered.encode("utf-8", "surrogatepass"), expected
+        ):
             raise api.ApiError(
                 401,
                 "unauthorized",

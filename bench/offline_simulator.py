@@ -1,18 +1,25 @@
 """Speed and sanity of the offline simulator.
 
-    python bench/offline_simulator.py [--data ../shared/data]
+    python bench/offline_simulator.py [--data ../shared/data] [--processes 3]
 
 (a) CPU and wall time of one 20-text x 64-token request (Neuronpedia's size)
-    built from real GPT-2 activation texts: lexical matching alone, the model
-    load and warm-up, a cold request (no word cached), the same request again
-    (warm), a new explanation over the same texts, and 20 new texts.
+    built from real GPT-2 activation texts: lexical matching alone; then, with
+    the packaged word table and without it (every word through the model), each
+    in fresh processes: the model load, the table load, the warm-up, a cold
+    request (a new process after warm-up: nothing cached but the reference
+    words), the same request again (warm), a new explanation over the same
+    texts, and 20 new texts. Medians over `--processes` processes, with the
+    range for the cold rows.
 (b) For each of the 19 puzzles, whether the true explanation's pooled
-    correlation beats every false one's (None counts as -inf), and the total.
+    correlation beats every false one's (None counts as -inf), and the total,
+    with the table, without it, and lexically.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,11 +27,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from llm.embeddings import LocalEmbedder, unavailable_reason  # noqa: E402
+from llm.embeddings import LocalEmbedder, default_word_table_path, unavailable_reason  # noqa: E402
 from scorer.math import pooled_correlation  # noqa: E402
 from scorer.simulators.offline import OfflineSimulator  # noqa: E402
 
 N_TEXTS, N_TOKENS = 20, 64
+ROW = "  {:<58} cpu {:7.1f} ms   wall {:7.1f} ms"
+CONFIGS = {"table": True, "no table": False}
 
 
 def timed(fn, repeat: int = 1):
@@ -39,37 +48,62 @@ def timed(fn, repeat: int = 1):
     return best_cpu, best_wall, result
 
 
-def speed(data: Path, threads: int) -> None:
+def measure(data: Path, threads: int, table: bool) -> list[tuple[str, float, float]]:
+    """One process's timings, in order: (label, cpu s, wall s)."""
     texts, other = load_request(data, "batch-0.json"), load_request(data, "batch-1.json")
-    print(f"(a) speed: {len(texts)} texts x {N_TOKENS} tokens ({sum(map(len, texts))} tokens)")
-    row = "  {:<52} cpu {:7.1f} ms   wall {:7.1f} ms"
+    rows = []
+    embedder = LocalEmbedder(intra_op_threads=threads, word_table=table)
+    sim = OfflineSimulator(embedder=embedder)
+    cpu, wall, _ = timed(embedder.load)
+    rows.append((f"model load, once per process ({threads} intra-op threads)", cpu, wall))
+    cpu, wall, _ = timed(embedder.load_word_table)
+    size = embedder.word_table_size
+    rows.append((f"word table load, once per process ({size} words)", cpu, wall))
+    cpu, wall, _ = timed(sim.warm_up)
+    rows.append((f"warm-up: reference words ({embedder.cache_size()} by the model)", cpu, wall))
+    n = embedder.cache_size()
+    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", texts))
+    n, before = embedder.cache_size(), n
+    rows.append((f"cold: nothing cached ({n - before} strings by the model)", cpu, wall))
+    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", texts), repeat=5)
+    rows.append(("warm: the same request again", cpu, wall))
+    explanations = iter(f"{w} and similar words" for w in ("weather", "money", "music", "sport", "food"))
+    cpu, wall, _ = timed(lambda: sim.simulate(next(explanations), texts), repeat=5)
+    rows.append(("warm: a new explanation, the same texts", cpu, wall))
+    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", other))
+    rows.append((f"cold: 20 new texts ({embedder.cache_size() - n} strings by the model)", cpu, wall))
+    return rows
 
+
+def speed(data: Path, threads: int, processes: int) -> None:
+    texts = load_request(data, "batch-0.json")
+    print(f"(a) speed: {len(texts)} texts x {N_TOKENS} tokens ({sum(map(len, texts))} tokens)")
     lexical = OfflineSimulator(embedder=None)
     cpu, wall, _ = timed(lambda: lexical.simulate("words related to elections", texts), repeat=5)
-    print(row.format("lexical only", cpu * 1e3, wall * 1e3))
+    print(ROW.format("lexical only", cpu * 1e3, wall * 1e3))
 
     reason = unavailable_reason()
     if reason:
         print(f"  semantic matching not measured: {reason}")
         return
-    embedder = LocalEmbedder(intra_op_threads=threads)
-    sim = OfflineSimulator(embedder=embedder)
-    cpu, wall, _ = timed(embedder.load)
-    print(row.format(f"model load, once per process ({threads} intra-op threads)", cpu * 1e3, wall * 1e3))
-    cpu, wall, _ = timed(sim.warm_up)
-    print(row.format(f"warm-up: {embedder.cache_size()} reference words, once", cpu * 1e3, wall * 1e3))
-    n = embedder.cache_size()
-    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", texts))
-    n, before = embedder.cache_size(), n
-    print(row.format(f"cold: nothing cached ({n - before} strings embedded)", cpu * 1e3, wall * 1e3))
-    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", texts), repeat=5)
-    print(row.format("warm: the same request again", cpu * 1e3, wall * 1e3))
-    explanations = iter(f"{w} and similar words" for w in ("weather", "money", "music", "sport", "food"))
-    cpu, wall, _ = timed(lambda: sim.simulate(next(explanations), texts), repeat=5)
-    print(row.format("warm: a new explanation, the same texts", cpu * 1e3, wall * 1e3))
-    cpu, wall, _ = timed(lambda: sim.simulate("words related to elections", other))
-    new = embedder.cache_size() - n
-    print(row.format(f"cold: 20 new texts ({new} new words to embed)", cpu * 1e3, wall * 1e3))
+    table = default_word_table_path()
+    if table.is_file():
+        print(f"  word table: {table.relative_to(ROOT)}, {table.stat().st_size / 1e6:.2f} MB")
+    for label in CONFIGS:
+        runs = []
+        for _ in range(processes):  # a fresh process each: nothing cached from another run
+            command = [sys.executable, __file__, "--data", str(data), "--threads", str(threads),
+                       "--child", label]
+            runs.append(json.loads(subprocess.run(command, check=True, capture_output=True,
+                                                  text=True).stdout))
+        print(f"  -- {label}: median of {processes} processes")
+        for i, (name, _, _) in enumerate(runs[0]):
+            cpus = [run[i][1] * 1e3 for run in runs]
+            walls = [run[i][2] * 1e3 for run in runs]
+            line = ROW.format(name, statistics.median(cpus), statistics.median(walls))
+            if name.startswith("cold") and processes > 1:
+                line += f"   (cpu {min(cpus):.1f}-{max(cpus):.1f})"
+            print(line)
 
 
 def load_request(data: Path, name: str) -> list[list[str]]:
@@ -118,12 +152,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     parser.add_argument("--threads", type=int, default=1, help="the model's intra-op threads")
+    parser.add_argument("--processes", type=int, default=3, help="fresh processes per configuration")
+    parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = parser.parse_args()
-    speed(args.data, args.threads)
+    if args.child:
+        print(json.dumps(measure(args.data, args.threads, CONFIGS[args.child])))
+        return
+    speed(args.data, args.threads, max(1, args.processes))
     n = len(json.loads((args.data / "puzzles" / "puzzles.json").read_text()))
-    embedder = None if unavailable_reason() else LocalEmbedder()
-    for label, emb in (("lexical+semantic", embedder), ("lexical only", None)):
-        if label == "lexical+semantic" and emb is None:
+    semantic = unavailable_reason() is None
+    for label, emb in (
+        ("lexical+semantic, word table", LocalEmbedder() if semantic else None),
+        ("lexical+semantic, no word table", LocalEmbedder(word_table=False) if semantic else None),
+        ("lexical only", None),
+    ):
+        if label != "lexical only" and emb is None:
             continue
         sim = OfflineSimulator(embedder=emb)
         print(f"(b) puzzles, {label} ({sim.model}): does the true explanation beat every false one?")

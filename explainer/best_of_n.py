@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from explainer.errors import ExplainerError
 from explainer.explain import ExplainResult, explain
 from explainer.records import ActivationRecord, split_explain_heldout
 
@@ -35,7 +36,7 @@ def rank_candidates(
     `simulate_and_score` propagate: a per-candidate failure should come back as None.
     """
     if not heldout_records:
-        raise ValueError("best-of-n needs at least one held-out text")
+        raise ExplainerError("best-of-n needs at least one held-out text")
     scored = []
     for order, explanation in enumerate(candidates):
         score = simulate_and_score(explanation, heldout_records)
@@ -66,7 +67,7 @@ def explain_best_of_n(
     """Explain from the top texts, score every candidate on the held-out rest, keep the best."""
     explain_part, heldout = split_explain_heldout(records, top_k=top_k, random_records=random_records)
     if not heldout:
-        raise ValueError(
+        raise ExplainerError(
             "scoring candidates needs held-out texts: send more texts than top_k, "
             "or random texts in random_activations"
         )

@@ -9,7 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
-from explainer.errors import PromptTooLong
+from explainer.errors import ExplainerError, PromptTooLong
 from explainer.fewshot import FewShotExample, load_examples
 from explainer.offline import explain_offline
 from explainer.parse import clean_explanation
@@ -94,18 +94,18 @@ def explain(
     """
     chosen = get_style(style)
     if n < 1:
-        raise ValueError("n must be at least 1")
+        raise ExplainerError("n must be at least 1")
     if not 1 <= threshold <= 10:
-        raise ValueError("threshold must be between 1 and 10")
+        raise ExplainerError("threshold must be between 1 and 10")
     records = as_records(records)
     if not records:
-        raise ValueError("at least one text is needed")
+        raise ExplainerError("at least one text is needed")
     scale = neuron_max(records, max_activation)
     top = select_top(records, top_k)
     examples = load_examples() if fewshot is None else tuple(fewshot)
     backend_name = backend.name if backend is not None else OFFLINE
     if backend is not None and not dry_run and not model:
-        raise ValueError("a model name is needed to explain with an LLM backend")
+        raise ExplainerError("a model name is needed to explain with an LLM backend")
 
     if backend is None and not dry_run:
         text = explain_offline(top, max_activation=scale, threshold=threshold)

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
-from explainer.errors import NothingToExplain
+from explainer.errors import ExplainerError, NothingToExplain
 from scorer.math import normalize_activations
 from scorer.records import ActivationRecord  # the project's one record type, shared with scoring
 
@@ -51,9 +51,9 @@ def as_records(items: Iterable[ActivationRecord | Mapping]) -> list[ActivationRe
         if isinstance(item, Mapping):
             item = ActivationRecord(tokens=list(item["tokens"]), values=[float(v) for v in item["values"]])
         if not item.tokens:
-            raise ValueError(f"record {n} has no tokens")
+            raise ExplainerError(f"record {n} has no tokens")
         if not all(math.isfinite(v) for v in item.values):
-            raise ValueError(f"record {n} has a non-finite value")
+            raise ExplainerError(f"record {n} has a non-finite value")
         out.append(item)
     return out
 
@@ -97,7 +97,7 @@ def rank(records: Sequence[ActivationRecord]) -> list[ActivationRecord]:
 def select_top(records: Sequence[ActivationRecord], top_k: int = DEFAULT_TOP_K) -> list[ActivationRecord]:
     """The `top_k` distinct texts with the highest maximum activation, strongest first."""
     if top_k < 1:
-        raise ValueError("top_k must be at least 1")
+        raise ExplainerError("top_k must be at least 1")
     return rank(dedupe(records))[:top_k]
 
 
@@ -115,7 +115,7 @@ def trim_to_window(record: ActivationRecord, window: int = DEFAULT_WINDOW) -> Ac
     depends only on the tokens up to it, so the preceding context is the evidence.
     """
     if window < 1:
-        raise ValueError("window must be at least 1")
+        raise ExplainerError("window must be at least 1")
     n = len(record.tokens)
     if n <= window:
         return record

@@ -100,8 +100,12 @@ class SQLiteCache:
             return None
 
     def put(self, parts: Mapping[str, Any] | str, value: Any) -> None:
-        key = make_key(parts)
-        payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            key = make_key(parts)
+            payload = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # NaN, or not JSON at all: not cacheable
+            log.warning("cache write skipped: value not JSON-serialisable (%s)", exc)
+            return
 
         def write(conn: sqlite3.Connection) -> None:
             conn.execute("BEGIN IMMEDIATE")

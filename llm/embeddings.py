@@ -8,10 +8,21 @@ does not execute the package.
 
 The model loads on first use, once per embedder, and an embedder is meant to
 be shared by every request and thread of the process (see `runtime.py`).
+
+Single words have a faster path: `llm/data/minilm_words.npz` (built by
+`scripts/build_word_vectors.py`) holds the model's vectors of about 29.5k
+common lowercase words, int8 per row. `embed_words` takes a word's row from
+there when it is in the table and runs the model only for the others, so a
+request full of new everyday words costs table look-ups, not ~1.2 ms per word.
+The table records the sha256 of the model (and tokenizer) it was built from
+and is used only when they match the files this embedder runs; otherwise every
+word goes to the model, as without a table, and that is logged once.
 """
 from __future__ import annotations
 
+import hashlib
 import importlib.util
+import json
 import logging
 import threading
 from collections import OrderedDict
@@ -28,6 +39,8 @@ _TOKENIZER_PARTS = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokeniz
 _MAX_SEQUENCE = 128  # what the model was trained with; longer inputs are cut
 _BATCH = 64
 _DEFAULT_CACHE_ENTRIES = 16_384  # 384 float32 each: about 25 MB when full
+WORD_TABLE_FORMAT = 1  # the layout scripts/build_word_vectors.py writes
+_WORD_TABLE_FILE = ("data", "minilm_words.npz")
 
 
 class EmbedderUnavailable(RuntimeError):
@@ -56,6 +69,18 @@ def default_tokenizer_path() -> Path | None:
     return None
 
 
+def default_word_table_path() -> Path:
+    return Path(__file__).parent.joinpath(*_WORD_TABLE_FILE)
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def unavailable_reason(
     model_path: Path | None = None, tokenizer_path: Path | None = None
 ) -> str | None:
@@ -82,6 +107,10 @@ class LocalEmbedder:
     Embeddings are cached by input string (LRU, bounded), because the offline
     simulator embeds the same words over and over across requests.
 
+    `embed_words` looks words up in the precomputed word table first (see the
+    module docstring). `word_table` is True for the packaged table, False for
+    none, or the path of another table file.
+
     `intra_op_threads` defaults to 1: the service runs under gunicorn with
     several threads per worker, and ONNX Runtime runs each call on the calling
     thread when it has one intra-op thread, so concurrent requests use the cores
@@ -99,6 +128,7 @@ class LocalEmbedder:
         *,
         intra_op_threads: int = 1,
         cache_entries: int = _DEFAULT_CACHE_ENTRIES,
+        word_table: bool | str | Path = True,
     ) -> None:
         self._model_path = Path(model_path) if model_path else None
         self._tokenizer_path = Path(tokenizer_path) if tokenizer_path else None
@@ -110,6 +140,17 @@ class LocalEmbedder:
         self._session = None
         self._tokenizer = None
         self._load_error: str | None = None
+        self._warmed = False
+        if word_table is True:
+            self._table_path: Path | None = default_word_table_path()
+        elif word_table is False or word_table is None:
+            self._table_path = None
+        else:
+            self._table_path = Path(word_table)
+        self._table_lock = threading.Lock()
+        self._table_checked = False
+        self._table: _WordTable | None = None
+        self._table_error: str | None = None
 
     # -- loading ---------------------------------------------------------------
 
@@ -165,6 +206,81 @@ class LocalEmbedder:
         log.info("loaded %s from %s (%d intra-op threads)", MODEL_NAME, model_path, self._threads)
         return session, tokenizer
 
+    def warm_up(self) -> None:
+        """Load the model and the word table now, so that no request pays for either.
+
+        One throwaway inference (not cached) too: the runtime's first run is
+        slower, and with the table a warm-up may otherwise never run the model.
+        """
+        self.load()
+        self.load_word_table()
+        if not self._warmed:
+            self._run(["warm up"])
+            self._warmed = True
+
+    def load_word_table(self) -> bool:
+        """Load the word table now (otherwise the first `embed_words` does); whether it is in use.
+
+        Tried once: a missing, unreadable or mismatched table is logged once and
+        then every word goes to the model.
+        """
+        if self._table_checked:
+            return self._table is not None
+        with self._table_lock:
+            if not self._table_checked:
+                try:
+                    self._table = self._open_table()
+                except Exception as exc:  # a corrupt or truncated file
+                    self._table_error = f"cannot read the word table {self._table_path}: {exc}"
+                if self._table_error:
+                    log.warning("%s: %s; every word goes to the model", MODEL_NAME, self._table_error)
+                elif self._table is not None:
+                    log.info("loaded %d word vectors from %s", len(self._table), self._table_path)
+                self._table_checked = True
+        return self._table is not None
+
+    def _open_table(self) -> "_WordTable | None":
+        path = self._table_path
+        if path is None:
+            return None
+        if not path.is_file():
+            self._table_error = f"no word table at {path}"
+            return None
+        model_path = self._model_path or default_model_path()
+        tokenizer_path = self._tokenizer_path or default_tokenizer_path()
+        if unavailable_reason(model_path, tokenizer_path):
+            return None  # no model either: `embed` reports that
+        with np.load(path, allow_pickle=False) as npz:
+            built_from = str(npz["model_sha256"]), str(npz["tokenizer_sha256"])
+            version = json.loads(str(npz["meta"])).get("format")
+            if version != WORD_TABLE_FORMAT:
+                self._table_error = f"the word table {path} has format {version!r}, not {WORD_TABLE_FORMAT}"
+                return None
+            # The files this embedder runs, hashed once here (23 MB: about 20 ms).
+            for (name, file), sha in zip((("model", model_path), ("tokenizer", tokenizer_path)), built_from):
+                if sha != file_sha256(file):
+                    self._table_error = (
+                        f"the word table {path} was built with another {name} (sha256 {sha[:12]}..., "
+                        f"not that of {file}); rebuild it with scripts/build_word_vectors.py"
+                    )
+                    return None
+            return _WordTable(npz["vectors"], npz["scales"], npz["words"].tobytes().decode("ascii"))
+
+    @property
+    def word_table_size(self) -> int:
+        """How many words the table in use holds (0 when there is none, or not loaded yet)."""
+        table = self._table
+        return len(table) if table is not None else 0
+
+    def in_word_table(self, word: str) -> bool:
+        """Whether `embed_words` takes this word from the table (loading the table if need be)."""
+        return self.load_word_table() and word in self._table.index
+
+    @property
+    def word_table_error(self) -> str | None:
+        """Why the configured word table is not used, once that is known."""
+        return self._table_error
+
     @property
     def loaded(self) -> bool:
         return self._session is not None
@@ -205,6 +321,32 @@ class LocalEmbedder:
                 self._cache.popitem(last=False)
         return out
 
+    def embed_words(self, words: Sequence[str]) -> np.ndarray:
+        """Like `embed`, for single words: rows from the word table where it has the word.
+
+        A word is looked up as it is (the table holds lowercase ASCII words of 3+
+        letters); the others go through `embed` and its cache. Which source a word
+        gets depends only on the word and the installed table, so results do not
+        depend on what was embedded before.
+        """
+        table = self._table if self.load_word_table() else None
+        if table is None:
+            return self.embed(words)
+        out = np.zeros((len(words), DIMENSIONS), dtype=np.float32)
+        found, rows, rest = [], [], []
+        for i, word in enumerate(words):
+            row = table.index.get(word)
+            if row is None:
+                rest.append(i)
+            else:
+                found.append(i)
+                rows.append(row)
+        if found:
+            out[found] = table.vectors(rows)
+        if rest:
+            out[rest] = self.embed([words[i] for i in rest])
+        return out
+
     def _run(self, texts: list[str]) -> np.ndarray:
         # One by one: as fast as encode_batch for short inputs, without its thread pool.
         encodings = [self._tokenizer.encode(t, add_special_tokens=True) for t in texts]
@@ -239,3 +381,26 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     pooled = summed / np.maximum(weights.sum(axis=1), 1.0)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+class _WordTable:
+    """Words -> int8 rows with one scale each; rows come back as unit-length float32."""
+
+    def __init__(self, vectors: np.ndarray, scales: np.ndarray, words: str) -> None:
+        names = words.split("\n")
+        if vectors.dtype != np.int8 or vectors.shape != (len(names), DIMENSIONS):
+            raise ValueError(f"vectors {vectors.dtype} {vectors.shape} for {len(names)} words")
+        if scales.shape != (len(names),):
+            raise ValueError(f"{scales.shape} scales for {len(names)} words")
+        self._vectors = vectors
+        self._scales = scales.astype(np.float32)
+        self.index = {word: i for i, word in enumerate(names)}
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def vectors(self, rows: Sequence[int]) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.intp)
+        v = self._vectors[rows].astype(np.float32) * (self._scales[rows] / 127.0)[:, None]
+        norms = np.linalg.norm(v, axis=1, keepdims=True)
+        return (v / np.maximum(norms, 1e-12)).astype(np.float32)

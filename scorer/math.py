@@ -27,8 +27,8 @@ def _finite_or_none(value: float) -> float | None:
 def pearson(true: ArrayLike, predicted: ArrayLike) -> float | None:
     """Pearson correlation; None when either side is constant or empty."""
     t, p = _pair(true, predicted)
-    if t.size < 2:
-        return None
+    if t.size < 2 or np.all(t == t[0]) or np.all(p == p[0]):
+        return None  # a constant side (tested exactly: its mean may not be exact)
     dt, dp = t - t.mean(), p - p.mean()
     # Product of norms, not sqrt of a product of squares: no underflow at tiny scales.
     denom = np.linalg.norm(dt) * np.linalg.norm(dp)

@@ -293,3 +293,7 @@ def test_normalize_empty():
 def test_pooled_correlation_checks_each_text_length():
     with pytest.raises(ValueError):
         pooled_correlation([[1.0, 2.0], [3.0]], [[1.0], [2.0, 3.0]])
+
+
+def test_a_constant_whose_mean_is_inexact_is_still_undefined():
+    assert pearson([1.0, 2.0] * 25, [0.09999999999999998] * 50) is None

@@ -267,11 +267,56 @@ def test_warm_up_embeds_the_reference_words_once():
     OfflineSimulator(embedder=None).warm_up()  # nothing to warm, no error
 
 
+class FakeWordEmbedder(FakeEmbedder):
+    """A FakeEmbedder with a word path and a warm-up, like LocalEmbedder's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.word_calls: list[list[str]] = []
+        self.warmed = 0
+
+    def embed_words(self, words):
+        self.word_calls.append(list(words))
+        calls, rows = list(self.calls), FakeEmbedder.embed(self, words)
+        self.calls = calls  # `embed` used as the vectors, not recorded as a call
+        return rows
+
+    def warm_up(self):
+        self.warmed += 1
+
+
+def test_words_and_reference_words_take_the_word_path_and_the_explanation_the_model():
+    fake = FakeWordEmbedder()
+    sim = OfflineSimulator(embedder=fake)
+    values = sim.simulate("animals", [[" the", " fox", " at", " table", " leopard"]]).simulations[0]
+    assert values.expected_activations[1] > 0 and values.expected_activations[3] == 0.0
+    assert fake.calls == [["animals"]]  # only the explanation goes to `embed`
+    assert list(REFERENCE_WORDS) in fake.word_calls
+    assert {"fox", "leopard", "table"} <= {w for call in fake.word_calls for w in call}
+
+
+def test_warm_up_warms_the_embedder_and_embeds_the_reference_words():
+    fake = FakeWordEmbedder()
+    OfflineSimulator(embedder=fake).warm_up()
+    assert fake.warmed == 1 and fake.word_calls == [list(REFERENCE_WORDS)] and fake.calls == []
+
+
 # -- semantic matching with the packaged model ----------------------------------------------
 
 
-def test_fast_animals_light_up_animals(embedder):
-    sim = OfflineSimulator(embedder=embedder)
+@pytest.fixture(scope="module")
+def embedder_without_table(embedder) -> LocalEmbedder:
+    return LocalEmbedder(word_table=False)
+
+
+@pytest.fixture(params=["table", "no table"])
+def any_embedder(request, embedder, embedder_without_table) -> LocalEmbedder:
+    """The packaged model with its word table, and without it (every word through the model)."""
+    return embedder if request.param == "table" else embedder_without_table
+
+
+def test_fast_animals_light_up_animals(any_embedder):
+    sim = OfflineSimulator(embedder=any_embedder)
     assert sim.model == "lexical+minilm-l6-int8"
     texts = [["the ", " quick", " brown", " fox"], ["spotted ", " leopard", " sprints", " at"],
              [" The", " table", " near", " the", " government", " idea"]]
@@ -282,12 +327,50 @@ def test_fast_animals_light_up_animals(embedder):
             assert value[animal] > value[other], (animal, other, value)
 
 
+@pytest.mark.parametrize(
+    "explanation, related, unrelated",
+    [
+        ("colors", [" red", " blue", " green"], [" table", " government", " idea"]),
+        ("musical instruments", [" piano", " guitar", " violin"], [" lawyer", " desk", " tax"]),
+        ("words related to elections", [" vote", " ballot", " candidate"], [" banana", " river", " piano"]),
+    ],
+)
+def test_semantic_probes(any_embedder, explanation, related, unrelated):
+    tokens = related + unrelated
+    values = OfflineSimulator(embedder=any_embedder).simulate(explanation, [tokens]).simulations[0]
+    value = dict(zip(tokens, values.expected_activations))
+    assert min(value[t] for t in related) > max(value[t] for t in unrelated), value
+
+
+def test_the_word_table_changes_predictions_negligibly(embedder, embedder_without_table):
+    texts = [[" The", " fox", " and", " leopard", " chased", " a", " zebra", " past", " the", " table"],
+             [" Voters", " cast", " ballots", " in", " the", " election", " on", " Tuesday", "."]]
+    for explanation in ("fast animals", "words related to elections", "colors"):
+        a = OfflineSimulator(embedder=embedder).simulate(explanation, texts)
+        b = OfflineSimulator(embedder=embedder_without_table).simulate(explanation, texts)
+        for x, y in zip(a.simulations, b.simulations):
+            assert np.allclose(x.expected_activations, y.expected_activations, atol=0.1), explanation
+
+
 def test_embedder_rows_are_unit_length_and_cached(embedder):
     rows = embedder.embed(["fox", "leopard", "fox", ""])
     assert rows.dtype == np.float32 and rows.shape == (4, 384)
     assert np.allclose(np.linalg.norm(rows[:3], axis=1), 1.0, atol=1e-5)
     assert np.array_equal(rows[0], rows[2]) and not rows[3].any()
     assert np.array_equal(embedder.embed(["fox"])[0], rows[0])
+
+
+def test_embedder_is_shared_safely_by_threads(embedder):
+    from concurrent.futures import ThreadPoolExecutor
+
+    words = [f"{w}{i}" for i in range(12) for w in ("river", "piano", "wolf")]
+    expected = LocalEmbedder(cache_entries=0).embed(words)
+    small = LocalEmbedder(cache_entries=8)  # tiny, so threads evict each other's entries
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda k: small.embed(words[k:] + words[:k]), range(8)))
+    for k, rows in enumerate(results):
+        assert np.allclose(rows, np.roll(expected, -k, axis=0), atol=1e-6)
+    assert small.cache_size() <= 8
 
 
 # -- the puzzles: it runs on all of them -------------------------------------------------------

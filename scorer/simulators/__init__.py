@@ -20,8 +20,27 @@ def _offline(runtime: "Runtime", model: str | None) -> Simulator:
     return OfflineSimulator(embedder=runtime.embedder)
 
 
+def _llm(module: str, cls: str) -> Callable[["Runtime", str | None], Simulator]:
+    def factory(runtime: "Runtime", model: str | None) -> Simulator:
+        from importlib import import_module
+
+        simulator = getattr(import_module(f"scorer.simulators.{module}"), cls)
+        return simulator(
+            runtime.require_backend(),
+            model or runtime.settings.simulator_model,
+            cache=runtime.cache,
+            concurrency=runtime.settings.llm_concurrency,
+        )
+
+    return factory
+
+
 _FACTORIES: dict[str, Callable[["Runtime", str | None], Simulator]] = {
     OFFLINE: _offline,
+    "batched": _llm("batched", "BatchedSimulator"),
+    "json": _llm("json_per_text", "JsonPerTextSimulator"),
+    "logprob": _llm("logprob_ev", "LogprobEVSimulator"),
+    "all_at_once": _llm("all_at_once", "AllAtOnceSimulator"),
 }
 
 SIMULATOR_NAMES: tuple[str, ...] = tuple(_FACTORIES)

@@ -32,6 +32,7 @@ from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
+    MAX_OUTPUT_TOKENS,
     cache_parts,
     check_deadline,
     clean_explanation,
@@ -143,6 +144,7 @@ class BatchedSimulator:
         batch_size: int = 10,
         max_batch_tokens: int = 2048,
         max_attempts: int = 2,
+        max_output_tokens: int = MAX_OUTPUT_TOKENS,
     ) -> None:
         self.backend = backend
         self.model = model
@@ -151,6 +153,7 @@ class BatchedSimulator:
         self.batch_size = max(1, int(batch_size))
         self.max_batch_tokens = max(1, int(max_batch_tokens))
         self.max_attempts = max(1, int(max_attempts))
+        self.max_output_tokens = max(1, int(max_output_tokens))
 
     @property
     def format_id(self) -> str:
@@ -243,7 +246,9 @@ class BatchedSimulator:
                 model=self.model,
                 temperature=0.0,
                 # Room for every token active; a normal answer is far shorter.
-                max_tokens=4 * sum(len(t) for t in texts) + 10 * len(texts) + 50,
+                max_tokens=min(
+                    self.max_output_tokens, 4 * sum(len(t) for t in texts) + 10 * len(texts) + 50
+                ),
                 deadline=deadline,
             )
         except UpstreamError as exc:

@@ -103,7 +103,7 @@ class JsonPerTextSimulator(PerTextSimulator):
             model=self.model,
             temperature=0.0,
             # An entry costs about 12 tokens; leave room, the limit is not the cost.
-            max_tokens=16 * len(tokens) + 200,
+            max_tokens=min(self.max_output_tokens, 16 * len(tokens) + 200),
             json_mode=True,
             deadline=deadline,
         )

@@ -15,6 +15,7 @@ from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
+    MAX_OUTPUT_TOKENS,
     LogprobsUnsupported,
     ParseError,
     PerTextSimulator,
@@ -120,8 +121,22 @@ class LogprobEVSimulator(PerTextSimulator):
     name = "logprob"
     version = "1"
 
-    def __init__(self, backend, model, cache=None, concurrency=8, *, top_logprobs: int = 20, max_attempts: int = 2):
-        super().__init__(backend, model, cache, concurrency, max_attempts=max_attempts)
+    def __init__(
+        self,
+        backend,
+        model,
+        cache=None,
+        concurrency=8,
+        *,
+        top_logprobs: int = 20,
+        max_attempts: int = 2,
+        max_output_tokens: int = MAX_OUTPUT_TOKENS,
+    ):
+        super().__init__(
+            backend, model, cache, concurrency,
+            max_attempts=max_attempts, max_output_tokens=max_output_tokens,
+        )
+        # OpenAI allows up to 20; the values 0-10 need 11 to be all seen.
         self.top_logprobs = top_logprobs
 
     @property
@@ -133,7 +148,7 @@ class LogprobEVSimulator(PerTextSimulator):
             build_messages(explanation, tokens, rejection),
             model=self.model,
             temperature=0.0,
-            max_tokens=6 * len(tokens) + 50,
+            max_tokens=min(self.max_output_tokens, 6 * len(tokens) + 50),
             top_logprobs=self.top_logprobs,
             deadline=deadline,
         )

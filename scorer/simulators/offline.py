@@ -17,7 +17,10 @@ evidence, and its prediction is 10 x that strength:
    everyday words, so that "fast animals" lights " fox" and not " table".
    Function words and tokens without letters are never embedded, and at most
    `MAX_SEMANTIC_WORDS` distinct words per request are (the first ones to
-   appear), so the cold cost is bounded.
+   appear), so the cold cost is bounded. Words (the request's and the
+   reference words alike) go through the embedder's `embed_words` when it has
+   one: common words come from its precomputed table, the rest from the model;
+   the explanation itself always goes through the model.
 
 Parsing and matching are pure functions below; the embedder is injected.
 Everything is deterministic: the same request gives the same numbers, with a
@@ -92,7 +95,7 @@ _META_WORDS = (
     "language expression expressions context contexts passage passages sentence "
     "sentences document documents position positions part parts nothing particular "
     "especially specifically mainly mostly usually often typically generally general "
-    "certain various specific common commonly likely usually found appear appears "
+    "certain various specific common commonly likely found appear appears "
     "appearing occurs occur occurring indicating indicate indicates describing "
     "describe describes denoting denote denotes signaling signalling like including "
     "neuron neurons activates activate activation fires fire main find finds look "
@@ -179,14 +182,11 @@ _LIST_HEAD = re.compile(
 _LIST_ITEM = re.compile(r"([^\s,\"'“”‘’`]{1,16})")
 _LIST_SEP = re.compile(r"\s*(?:,\s*(?:and\s+|or\s+)?|\s+(?:and|or)\s+)", re.IGNORECASE)
 _ONLY = re.compile(r"\s*(?:[.;:!?)]|and nothing else|but not|only|$)", re.IGNORECASE)
-# "after / following / preceded by" right before a quoted token: the activation is
-# on the next token; "before / followed by / the next word is / predicts": on the
+# "after / following / preceded by" a few words before a quoted token: the
+# activation is on the next token; "before / preceding / followed by": on the
 # previous one.
 _AFTER_CUE = re.compile(r"\b(?:after|following|preceded by|follows)\W*(?:\w+\W+){0,4}$")
-_BEFORE_CUE = re.compile(
-    r"\b(?:before|preceding|followed by|precedes|next (?:word|token)s?|predicts?|predicting)"
-    r"\W*(?:\w+\W+){0,4}$"
-)
+_BEFORE_CUE = re.compile(r"\b(?:before|preceding|followed by|precedes)\W*(?:\w+\W+){0,4}$")
 _WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
 _NUMERIC = re.compile(r"^[+-]?(?:\d[\d,._]*)(?:st|nd|rd|th|s|k|m|%)?$", re.IGNORECASE)
 _YEAR = re.compile(r"^(?:1[0-9]|20)\d\d(?:s)?$")
@@ -197,7 +197,7 @@ _BYTE_LEVEL = str.maketrans({"Ġ": " ", "Ċ": "\n", "ĉ": "\t"})
 
 @dataclass(frozen=True)
 class Literal:
-    """A token the explanation names, and where the activation is (0: on it, +1: after it)."""
+    """A token the explanation names; `offset` is where the activation is (0 on it, 1 after, -1 before)."""
 
     text: str  # case-folded
     offset: int = 0
@@ -569,12 +569,21 @@ class OfflineSimulator:
         return self._semantic
 
     def warm_up(self) -> None:
-        """Load the model and embed the reference words now, not in the first request."""
+        """Load the model and word table, and embed the reference words, now: not in a request."""
         if self._semantic:
             try:
-                self._embedder.embed(list(REFERENCE_WORDS))
+                warm_up = getattr(self._embedder, "warm_up", None)
+                if warm_up is not None:
+                    warm_up()
+                self._embed_words(list(REFERENCE_WORDS))
             except Exception as exc:
                 self._lexical_only(exc)
+
+    def _embed_words(self, words: list[str]) -> np.ndarray:
+        # Every word, the request's and the reference ones, the same way: a word's
+        # vector (table or model) never depends on which list it came in.
+        embed_words = getattr(self._embedder, "embed_words", None)
+        return embed_words(words) if embed_words is not None else self._embedder.embed(words)
 
     def _lexical_only(self, exc: Exception) -> None:
         # The embedder logged the failure once; requests carry on lexically.
@@ -619,13 +628,13 @@ class OfflineSimulator:
             return
         try:
             query = self._embedder.embed([terms.query])[0]
-            reference = self._embedder.embed(list(REFERENCE_WORDS)) @ query
+            reference = self._embed_words(list(REFERENCE_WORDS)) @ query
             keys = list(vocabulary)
             sims = np.empty(len(keys), dtype=np.float64)
             for start in range(0, len(keys), _EMBED_CHUNK):
                 _check(deadline)
                 chunk = keys[start : start + _EMBED_CHUNK]
-                sims[start : start + len(chunk)] = self._embedder.embed(chunk) @ query
+                sims[start : start + len(chunk)] = self._embed_words(chunk) @ query
         except DeadlineExceeded:
             raise
         except Exception as exc:  # the model is missing or broken

@@ -8,7 +8,6 @@ two or more of them use.
 from __future__ import annotations
 
 import math
-import re
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -24,6 +23,10 @@ from scorer.simulators.base import SimulationRun, TextFailure
 MIN_ACTIVATION = 0
 MAX_ACTIVATION = 10
 EXPLANATION_PREFIX = "the main thing this neuron does is find"
+
+# Most chat models accept at least this many completion tokens; asking for more
+# is a 400 on some of them. A longer answer is cut, fails to parse, and is reported.
+MAX_OUTPUT_TOKENS = 4096
 
 # Time past the deadline we allow worker threads to report before giving up on
 # them: the backend stops its own calls at the deadline, this covers the rest.
@@ -281,12 +284,14 @@ class PerTextSimulator:
         concurrency: int = 8,
         *,
         max_attempts: int = 2,
+        max_output_tokens: int = MAX_OUTPUT_TOKENS,
     ) -> None:
         self.backend = backend
         self.model = model
         self.cache = cache if cache is not None else NullCache()
         self.concurrency = max(1, int(concurrency))
         self.max_attempts = max(1, int(max_attempts))
+        self.max_output_tokens = max(1, int(max_output_tokens))
 
     @property
     def format_id(self) -> str:

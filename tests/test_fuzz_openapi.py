@@ -1,0 +1,198 @@
+"""Fuzzing every route of /openapi.json with schemathesis, in process, through the WSGI app.
+
+Schemathesis (version pinned in requirements-hardening.txt) generates requests from
+the published schema: schema-valid ones ("positive") and deliberately invalid ones
+("negative"), and checks each answer: no 5xx, a documented status code and content
+type, a body that matches the documented schema, invalid input rejected with a 4xx
+and valid input accepted. On top of that every body must be strict RFC 8259 JSON,
+and every error must carry `error` and `code`.
+
+Two apps: an open one, and one with SERVER_KEY and a (generous) rate limit, so the
+fuzzed bodies also run through authentication and the limiter's key function.
+Generation is derandomized (the same examples on every run) and bounded by
+FUZZ_MAX_EXAMPLES per route and mode, so the file stays well under a minute.
+
+Some rules of the contract are not expressible in JSON Schema: a text's tokens and
+values have the same length, the explanation is not blank once stripped, the
+configured limits. `map_case` repairs schema-valid cases so that they also obey
+those rules; otherwise "valid data must be accepted" would fail on them.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import schemathesis
+from hypothesis import HealthCheck, settings
+from schemathesis.generation import GenerationMode
+
+from server import create_app
+from tests.conftest import make_settings
+
+MAX_EXAMPLES = int(os.environ.get("FUZZ_MAX_EXAMPLES", "25"))
+KEY = "fuzz-server-key-123"
+
+_COMMON = dict(offline_embeddings=False, log_level="WARNING", log_format="text")
+OPEN_APP = create_app(make_settings(**_COMMON))
+LOCKED_APP = create_app(make_settings(server_key=KEY, rate_limit="1000000/minute", **_COMMON))
+
+
+def draft4_bounds(node):
+    """OpenAPI 3.0 schemas follow JSON Schema draft 4, where `exclusiveMinimum` is a flag on
+    `minimum`; pydantic writes the 2020-12 form (`exclusiveMinimum: 0`), which a 3.0 reader
+    rejects. Rewritten here so the fuzzer can run; test_the_published_schema_reads_as_openapi_3_0
+    keeps the mismatch visible."""
+    if isinstance(node, list):
+        return [draft4_bounds(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: draft4_bounds(v) for k, v in node.items()}
+    for exclusive, inclusive in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(exclusive)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and inclusive not in out:
+            out[inclusive], out[exclusive] = value, True
+    return out
+
+
+def _published(app) -> dict:
+    response = app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def _load(app):
+    document = _published(app)
+    if str(document.get("openapi", "")).startswith("3.0"):
+        document = draft4_bounds(document)
+    schema = schemathesis.openapi.from_dict(document)
+    schema.app = app  # requests go through the WSGI app, in process, as with from_wsgi
+    schema.config.generation.update(max_examples=MAX_EXAMPLES, deterministic=True)
+    schema.hook(map_case)
+    return schema
+
+
+def _repair_texts(texts):
+    if not isinstance(texts, list):
+        return
+    for text in texts:
+        if not isinstance(text, dict):
+            continue
+        tokens, values = text.get("tokens"), text.get("values")
+        if not isinstance(tokens, list) or not isinstance(values, list):
+            continue
+        n = min(len(tokens), len(values))
+        text["tokens"], text["values"] = (tokens[:n], values[:n]) if n else (["a"], [0.0])
+
+
+def map_case(context, case):
+    """Make schema-valid cases valid by the rules the schema cannot state."""
+    mode = case.meta.generation.mode if case.meta is not None else None
+    if mode != GenerationMode.POSITIVE or not isinstance(case.body, dict):
+        return case
+    body = case.body
+    _repair_texts(body.get("activations"))
+    _repair_texts(body.get("random_activations"))
+    explanation = body.get("explanation")
+    if isinstance(explanation, str):
+        body["explanation"] = explanation.strip()[:2000] or "x"
+    if isinstance(body.get("model"), str) and not body["model"].strip():
+        body.pop("model")
+    # LLM simulators and explainers answer 503 here: no backend is configured.
+    body.pop("simulator", None)
+    body.pop("explainer", None)
+    if case.path == "/explain":
+        # Something must activate for there to be anything to explain, and the
+        # prompt's token budget must at least hold the instructions.
+        for text in body.get("activations") or []:
+            if isinstance(text, dict) and text.get("values") and max(text["values"]) <= 0:
+                text["values"][0] = 1.0
+        body.pop("max_prompt_tokens", None)
+        if body.get("score") is True and not body.get("random_activations"):
+            # Scoring needs held-out texts. Without them the service answers 500, a bug
+            # kept visible by test_explain_scoring_without_heldout_texts_is_a_400 below.
+            body["random_activations"] = [{"tokens": ["a", "b"], "values": [0.0, 0.0]}]
+    return case
+
+
+OPEN = _load(OPEN_APP)
+LOCKED = _load(LOCKED_APP)
+
+
+def _reject_constant(name):
+    raise AssertionError(f"{name} in a response body is not JSON")
+
+
+def check_answer(app, case, response) -> None:
+    assert response.status_code < 500, response.text[:500]
+    if case.method.upper() in ("HEAD", "OPTIONS"):
+        return  # no body by definition
+    body = json.loads(response.content, parse_constant=_reject_constant)
+    if response.status_code >= 400:
+        assert isinstance(body.get("error"), str) and body["error"], body
+        assert isinstance(body.get("code"), str) and body["code"], body
+
+
+def skip_unrouted(app, case) -> None:
+    routed = {rule.rule for rule in app.url_map.iter_rules()}
+    if case.path not in routed:
+        pytest.skip(f"{case.path} is in the schema but not routed yet")
+
+
+_SETTINGS = settings(deadline=None, suppress_health_check=list(HealthCheck), print_blob=True)
+
+
+@OPEN.parametrize()
+@_SETTINGS
+def test_open_service(case):
+    skip_unrouted(OPEN_APP, case)
+    response = case.call_and_validate()
+    check_answer(OPEN_APP, case, response)
+
+
+@LOCKED.parametrize()
+@_SETTINGS
+def test_locked_service_with_the_key(case):
+    skip_unrouted(LOCKED_APP, case)
+    response = case.call_and_validate(headers={"X-Secret-Key": KEY})
+    check_answer(LOCKED_APP, case, response)
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="found by this fuzzer: /explain with score=true and no held-out texts raises "
+    "ValueError in the explainer, answered 500 instead of 400",
+)
+def test_explain_scoring_without_heldout_texts_is_a_400():
+    if "/explain" not in {rule.rule for rule in OPEN_APP.url_map.iter_rules()}:
+        pytest.skip("/explain is not routed yet")
+    payload = {"activations": [{"tokens": ["a", "b"], "values": [1.0, 0.0]}], "score": True}
+    response = OPEN_APP.test_client().post("/explain", json=payload)
+    assert response.status_code == 400, response.get_data(as_text=True)
+    assert response.get_json()["code"] == "invalid_request"
+
+
+def _draft4_problems(node, path="#") -> list[str]:
+    problems = []
+    if isinstance(node, dict):
+        for key in ("exclusiveMinimum", "exclusiveMaximum"):
+            if key in node and not isinstance(node[key], bool):
+                problems.append(f"{path}/{key} = {node[key]!r}")
+        for key, value in node.items():
+            problems += _draft4_problems(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            problems += _draft4_problems(value, f"{path}/{i}")
+    return problems
+
+
+@pytest.mark.xfail(
+    strict=False,
+    reason="api.py declares OpenAPI 3.0.3 but writes pydantic's JSON Schema 2020-12 bounds "
+    "(numeric exclusiveMinimum), which OpenAPI 3.0 tools reject: declare 3.1.0 or convert",
+)
+def test_the_published_schema_reads_as_openapi_3_0():
+    document = _published(OPEN_APP)
+    if not str(document.get("openapi", "")).startswith("3.0"):
+        return  # 3.1 uses JSON Schema 2020-12 itself
+    assert _draft4_problems(document) == []
