@@ -90,6 +90,8 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
             message = "must be a finite number"
         elif first["type"] == "missing":
             message = "is required"
+        elif first["type"] == "value_error":
+            message = message.removeprefix("Value error, ")
         more = len(exc.errors()) - 1
         suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
         raise invalid(f"{where}: {message}{suffix}") from None

@@ -71,3 +71,10 @@ def child_exit(server, worker):
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)
+
+
+def post_worker_init(worker):
+    """Load the offline model in each worker before it takes traffic, not on its first request."""
+    runtime = getattr(worker.wsgi, "extensions", {}).get("runtime")
+    if runtime is not None:
+        runtime.warm_up()

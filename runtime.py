@@ -93,6 +93,14 @@ class Runtime:
             )
         return backend
 
+    def warm_up(self) -> None:
+        """Load now what the first request would otherwise wait for (gunicorn's post_worker_init)."""
+        if self.settings.default_simulator == OFFLINE:
+            simulator = self.simulator(OFFLINE)
+            warm = getattr(simulator, "warm_up", None)
+            if warm is not None:
+                warm()
+
     def explainer_backend(self, name: str | None = None, *, required: bool = True):
         """The backend for the explainer, or None for the offline explainer."""
         name = name or self.settings.default_explainer_backend

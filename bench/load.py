@@ -671,10 +671,12 @@ def shutdown_mode(args) -> dict:
             server.process.send_signal(signal.SIGTERM)
             time.sleep(0.5)
             try:
-                request(server.port, "GET", "/health", timeout=2)
-                late = "answered"
-            except OSError as exc:
-                late = f"refused ({type(exc).__name__})"
+                status, _, _ = request(server.port, "GET", "/health", timeout=2)
+                late = f"answered {status}"
+            except ConnectionRefusedError:
+                late = "refused"
+            except OSError as exc:  # accepted by the kernel's backlog, never served
+                late = f"not served ({type(exc).__name__})"
             for t in clients:
                 t.join(timeout=90)
             server.process.wait(timeout=120)
