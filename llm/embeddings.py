@@ -321,6 +321,12 @@ class LocalEmbedder:
                 self._cache.popitem(last=False)
         return out
 
+    def table_has(self, word: str) -> bool | None:
+        """Whether the word table holds `word`; None when there is no table."""
+        if not self.load_word_table():
+            return None
+        return word in self._table.index
+
     def embed_words(self, words: Sequence[str]) -> np.ndarray:
         """Like `embed`, for single words: rows from the word table where it has the word.
 

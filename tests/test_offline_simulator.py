@@ -387,3 +387,31 @@ def test_runs_on_every_puzzle(simulator, puzzles):
                 assert sim.tokens == tokens
                 assert len(sim.expected_activations) == len(tokens)
                 assert all(0.0 <= v <= 10.0 for v in sim.expected_activations)
+
+
+class FakeTableEmbedder(FakeWordEmbedder):
+    """A word table that holds only the words in `known`."""
+
+    def __init__(self, known) -> None:
+        super().__init__()
+        self.known = set(known)
+
+    def table_has(self, word):
+        return word in self.known
+
+
+def test_words_missing_from_the_table_are_capped_per_request_and_chosen_by_position():
+    from scorer.simulators.offline import MAX_MODEL_WORDS
+
+    rare = [f" zq{chr(97 + i // 26)}{chr(97 + i % 26)}word" for i in range(MAX_MODEL_WORDS + 10)]
+    tokens = [" fox", " leopard", *rare, " table"]
+    fake = FakeTableEmbedder(known={"fox", "leopard", "table"})
+    OfflineSimulator(embedder=fake).simulate("animals", [tokens])
+    request_words = {w for call in fake.word_calls for w in call} - set(REFERENCE_WORDS)
+    unknown = request_words - fake.known
+    assert fake.known <= request_words  # table words are never dropped by the cap
+    assert unknown == {w.strip() for w in rare[:MAX_MODEL_WORDS]}
+    # Same choice on a warm second run: it depends on the request only.
+    fake.word_calls.clear()
+    OfflineSimulator(embedder=fake).simulate("animals", [tokens])
+    assert ({w for call in fake.word_calls for w in call} - set(REFERENCE_WORDS)) == request_words

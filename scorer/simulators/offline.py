@@ -19,8 +19,9 @@ evidence, and its prediction is 10 x that strength:
    `MAX_SEMANTIC_WORDS` distinct words per request are (the first ones to
    appear), so the cold cost is bounded. Words (the request's and the
    reference words alike) go through the embedder's `embed_words` when it has
-   one: common words come from its precomputed table, the rest from the model;
-   the explanation itself always goes through the model.
+   one: common words come from its precomputed table, the rest from the model
+   (at most `MAX_MODEL_WORDS` of those per request); the explanation itself
+   always goes through the model.
 
 Parsing and matching are pure functions below; the embedder is injected.
 Everything is deterministic: the same request gives the same numbers, with a
@@ -60,6 +61,11 @@ SEMANTIC_WITH_LITERALS = 0.4  # ... when the explanation quotes tokens: the quot
 Z_FLOOR = 2.0
 Z_FULL = 7.0
 MAX_SEMANTIC_WORDS = 512  # about 0.5 s of one core when none is cached yet
+# With the packaged word table, only words missing from it (names, rare forms) need
+# the model, about 1.5 ms each: the first MAX_MODEL_WORDS of them per request are
+# embedded, so a cold request stays near 40 ms of CPU. The choice depends only on the
+# request, never on what is cached.
+MAX_MODEL_WORDS = 16
 _EMBED_CHUNK = 128  # words per model call between deadline checks
 
 # Everyday content words: how similar an explanation is to words in general.
@@ -617,13 +623,22 @@ class OfflineSimulator:
 
     def _add_semantic(self, terms: Terms, texts, strengths: list[np.ndarray], deadline) -> None:
         grouped = [group_words(list(tokens)) for tokens in texts]
+        table_has = getattr(self._embedder, "table_has", lambda word: None)
         vocabulary: dict[str, int] = {}
+        model_words = 0  # words that need the model (not in the packaged word table)
         for words in grouped:
             for word, _ in words:
                 key = word.casefold()
-                if len(vocabulary) < MAX_SEMANTIC_WORDS and key not in vocabulary:
-                    if is_semantic_candidate(key):
-                        vocabulary[key] = len(vocabulary)
+                if len(vocabulary) >= MAX_SEMANTIC_WORDS or key in vocabulary:
+                    continue
+                if not is_semantic_candidate(key):
+                    continue
+                in_table = table_has(key)
+                if in_table is False:
+                    if model_words >= MAX_MODEL_WORDS:
+                        continue
+                    model_words += 1
+                vocabulary[key] = len(vocabulary)
         if not vocabulary:
             return
         try:
