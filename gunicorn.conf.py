@@ -27,7 +27,9 @@ keepalive = _int("GUNICORN_KEEPALIVE", 5)
 # Bound a worker's life so slow leaks cannot grow forever; jitter avoids restarting all at once.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 10000)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 1000)
-accesslog = os.environ.get("GUNICORN_ACCESSLOG", "-")
+# The app logs every request itself (observability.py, JSON with the request id and the
+# client address after ProxyFix); gunicorn's own access log is off unless asked for.
+accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # The access log never carries query strings or headers, where a secret could sit.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"

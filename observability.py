@@ -23,10 +23,11 @@ or, equivalently and additively, `record_usage(usage, failures, simulator=...)`.
 Either way the numbers are logged and counted once, when the response leaves.
 
 Several gunicorn workers: each worker has its own counters, and a scrape reaches
-one worker at random. Set `PROMETHEUS_MULTIPROC_DIR` to an empty directory that
-every worker can write (prometheus_client reads it when first imported, so set it
-in the environment of gunicorn itself, not only in .env); the workers then write
-their counters there and /metrics sums them over all workers. gunicorn.conf.py
+one worker at random. Set `PROMETHEUS_MULTIPROC_DIR` to a directory every worker
+can write; the workers then keep their counters in files there and /metrics sums
+them over all workers. prometheus_client reads the variable when first imported,
+so set it in gunicorn's environment or in .env (gunicorn.conf.py loads .env before
+any worker imports the app; this does not hold with preload_app). gunicorn.conf.py
 empties the directory when gunicorn starts and tells prometheus_client when a
 worker exits. Without the variable each process keeps its own registry, which is
 also what tests get.

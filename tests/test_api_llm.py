@@ -205,3 +205,14 @@ def test_best_of_n_ranks_candidates_by_their_held_out_score(make_client):
 def test_explain_without_a_configured_llm_asking_for_openai_is_a_503(client):
     response = client.post("/explain", json={"activations": ANIMALS["activations"], "explainer": "openai"})
     assert_error(response, 503, "backend_unavailable")
+
+
+def test_an_upstream_message_quoting_the_key_does_not_carry_it_to_the_client(make_client):
+    def handler(request):
+        return StubReply(status=400, body=error_body(f"bad request from key {API_KEY}", "invalid_request_error"))
+
+    with StubOpenAI(handler) as stub:
+        client = make_client(openai_base_url=stub.base_url, openai_api_key=API_KEY)
+        response = client.post("/score", json=ANIMALS)
+        assert response.status_code == 502
+        assert API_KEY not in response.get_data(as_text=True)
