@@ -109,15 +109,20 @@ def puzzle_ranking() -> tuple[int, int, list[str]]:
     for name, puzzle in data.items():
         records = [ActivationRecord(r["tokens"], r["values"]) for r in puzzle_records(puzzle)]
 
-        def score(explanation: str) -> float:
-            s = score_explanation(explanation, records, simulator).score
-            return -2.0 if s is None else s
+        def score(explanation: str) -> float | None:
+            return score_explanation(explanation, records, simulator).score
+
+        def rank(value: float | None) -> float:
+            return float("-inf") if value is None else value  # undefined ranks last
+
+        def show(value: float | None) -> str:
+            return "  null" if value is None else f"{value:+.3f}"
 
         true = score(puzzle["explanation"])
-        best_false = max(score(e) for e in puzzle["false_explanations"])
-        won = true > best_false
+        best_false = max((score(e) for e in puzzle["false_explanations"]), key=rank)
+        won = rank(true) > rank(best_false)
         wins += won
-        lines.append(f"  {name:12s} true {true:+.3f}  best false {best_false:+.3f}  {'WIN' if won else '-'}")
+        lines.append(f"  {name:12s} true {show(true)}  best false {show(best_false)}  {'WIN' if won else '-'}")
     return wins, len(data), lines
 
 

@@ -89,6 +89,13 @@ def _key(token: str) -> str:
     return render_token(token.strip() or token).casefold()
 
 
+def _previous(tokens: Sequence[str], i: int) -> str | None:
+    """The key of the token before position i; a whitespace token is no context to name."""
+    if i == 0 or not tokens[i - 1].strip():
+        return None
+    return _key(tokens[i - 1])
+
+
 def _hits(records: Sequence[ActivationRecord], max_activation: float, threshold: int) -> list[_Hit]:
     """Every high token with the token before it; weighted by its 0-10 value.
 
@@ -99,14 +106,14 @@ def _hits(records: Sequence[ActivationRecord], max_activation: float, threshold:
     for record, scaled in zip(records, normalize(records, max_activation)):
         for i, value in enumerate(scaled.values):
             if value >= threshold:
-                previous = _key(record.tokens[i - 1]) if i > 0 else None
+                previous = _previous(record.tokens, i)
                 hits.append(_Hit(_key(record.tokens[i]), previous, float(value)))
     if hits:
         return hits
     for record in records:
         for i, value in enumerate(record.values):
             if value > 0:
-                previous = _key(record.tokens[i - 1]) if i > 0 else None
+                previous = _previous(record.tokens, i)
                 hits.append(_Hit(_key(record.tokens[i]), previous, value))
     return hits
 

@@ -80,3 +80,16 @@ def test_threshold_and_max_activation():
 def test_nothing_to_explain():
     with pytest.raises(NothingToExplain):
         explain_offline([rec("a", ("b", -1.0)), rec("c")])
+
+
+def test_a_whitespace_token_before_the_hits_is_not_named_as_context():
+    from explainer.offline import explain_offline
+    from scorer.records import ActivationRecord
+
+    records = [
+        ActivationRecord([" the", " ", "12"], [0, 0, 5]),
+        ActivationRecord([" a", " ", "150"], [0, 0, 4]),
+        ActivationRecord([" so", " ", "2"], [0, 0, 3]),
+    ]
+    explanation = explain_offline(records)
+    assert "after" not in explanation and '"12"' in explanation
