@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
+from explainer.search import service as search
 from explainer.styles import DEFAULT_STYLE, STYLES
+from scorer.scorers import JUDGE_NAMES, SCORER_NAMES
 from scorer.simulators import SIMULATOR_NAMES
 
 STYLE_NAMES = tuple(STYLES)
@@ -100,6 +102,16 @@ def validate(model: type[BaseModel], data: Any) -> BaseModel:
 # -- request models ---------------------------------------------------------
 
 FiniteNumber = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+
+
+def _no_bool_or_string(value: Any) -> Any:
+    # JSON Schema's integer admits 5.0 but not true or "5"; pydantic's lax int is the reverse.
+    if isinstance(value, (bool, str)):
+        raise ValueError("must be an integer")
+    return value
+
+
+JsonInt = Annotated[int, BeforeValidator(_no_bool_or_string)]
 Explanation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -133,10 +145,49 @@ class ScoreRequest(_Authenticated):
         min_length=1, description="The texts to simulate, with their true activations"
     )
     simulator: Literal[SIMULATOR_NAMES] | None = Field(  # type: ignore[valid-type]
-        default=None, description="Simulator to use; the server's default when omitted"
+        default=None, description="Simulator to use (scorer simulation); the server's default when omitted"
     )
     model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
-        default=None, description="Model for an LLM simulator; the server's default when omitted"
+        default=None,
+        description="Model for an LLM simulator or judge, or for the embeddings endpoint "
+        "(scorer embedding with EMBEDDING_BACKEND=openai); the server's default when omitted",
+    )
+    # Options below apply to the scorers named in their descriptions; the others ignore them.
+    scorer: Literal[SCORER_NAMES] = Field(  # type: ignore[valid-type]
+        default="simulation",
+        description="simulation (Pearson of simulated activations, the default), detection and "
+        "fuzzing (balanced accuracy of a yes/no judge), embedding (ROC-AUC of embedding similarity)",
+    )
+    judge: Literal[JUDGE_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="detection, fuzzing: who answers yes/no, the offline simulator or the LLM; "
+        "offline when the server scores offline by default, else openai",
+    )
+    activation_threshold: FiniteNumber = Field(
+        default=0.3,
+        gt=0,
+        le=1,
+        description="detection, fuzzing, embedding: a text (or token) activates when its max "
+        "activation is at least this fraction of the request's max activation",
+    )
+    batch_size: JsonInt = Field(default=5, ge=1, le=50, description="detection, fuzzing: texts per LLM prompt")
+    random_fraction: FiniteNumber = Field(
+        default=0.5,
+        gt=0,
+        lt=1,
+        description="fuzzing: the share of activating texts shown with random instead of correct marks",
+    )
+    seed: JsonInt = Field(default=0, ge=0, le=2**31 - 1, description="fuzzing: seed of the random marks")
+
+
+class SimilarityRequest(_Authenticated):
+    explanation: Explanation = Field(description="The explanation to compare")
+    references: list[Explanation] = Field(
+        min_length=1, description="Reference explanations; one cosine similarity each"
+    )
+    model: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)] | None = Field(
+        default=None,
+        description="Model for the embeddings endpoint (EMBEDDING_BACKEND=openai); the server's default when omitted",
     )
 
 
@@ -175,6 +226,34 @@ class ExplainRequest(_Authenticated):
     dry_run: bool = Field(
         default=False, description="Return the prompt and its token count; no LLM call"
     )
+    strategy: Literal["single", "search"] = Field(
+        default="single",
+        description="single: one prompt (style, n, score); search: rounds of proposing "
+        "hypotheses and testing them on the texts (AutoInterpret)",
+    )
+    # The search's budget: the request's numbers, each capped by the server's SEARCH_MAX_*.
+    max_rounds: int | None = Field(
+        default=None, ge=1, le=100, description=f"search: most rounds (default {search.DEFAULT_MAX_ROUNDS})"
+    )
+    max_llm_calls: int | None = Field(
+        default=None, ge=1, le=100_000,
+        description=f"search: most LLM calls, proposer and judge (default {search.DEFAULT_MAX_LLM_CALLS})",
+    )
+    max_tokens: int | None = Field(
+        default=None, ge=1, le=100_000_000,
+        description=f"search: most LLM tokens, prompt and completion (default {search.DEFAULT_MAX_TOKENS})",
+    )
+    hypotheses_per_round: int = Field(
+        default=search.DEFAULT_HYPOTHESES_PER_ROUND, ge=1, le=20,
+        description="search: hypotheses asked for in each round",
+    )
+    patience: int = Field(
+        default=search.DEFAULT_PATIENCE, ge=1, le=100,
+        description="search: stop when the best correlation has not improved for this many rounds",
+    )
+    simulate_best: bool = Field(
+        default=False, description="search: also score the best hypothesis with the simulation scorer"
+    )
 
 
 def check_limits(texts: list[ActivationText], max_texts: int, max_tokens: int) -> None:
@@ -199,7 +278,7 @@ _ERROR_SCHEMA = {
 def openapi_document(version: str) -> dict:
     """The contract, generated from the request models above."""
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
-    for model in (ScoreRequest, ExplainRequest):
+    for model in (ScoreRequest, ExplainRequest, SimilarityRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -231,6 +310,10 @@ def openapi_document(version: str) -> dict:
         "paths": {
             "/score": post("Score an explanation by simulating activations", "ScoreRequest"),
             "/explain": post("Write an explanation from activations", "ExplainRequest"),
+            "/similarity": post(
+                "Cosine similarity of an explanation with reference explanations (AdaCS)",
+                "SimilarityRequest",
+            ),
             "/health": {
                 "get": {
                     "summary": "Liveness and configured backends",

@@ -13,6 +13,7 @@ from dotenv import dotenv_values
 
 OFFLINE = "offline"
 OPENAI = "openai"
+EMBEDDING_BACKENDS = ("local", OPENAI)
 
 
 class ConfigError(ValueError):
@@ -54,6 +55,17 @@ class Settings:
     # The offline simulator's semantic matching with the packaged MiniLM model.
     offline_embeddings: bool = True
 
+    # Caps on a hypothesis search (POST /explain with strategy "search"): a request may ask
+    # for less, never more. SEARCH_MAX_ROUNDS=0 turns the strategy off.
+    search_max_rounds: int = 10
+    search_max_llm_calls: int = 300
+    search_max_tokens: int = 500_000
+
+    # The embedding scorer and /similarity: "local" (the packaged MiniLM model, whatever
+    # OFFLINE_EMBEDDINGS says) or "openai" (the backend's embeddings endpoint).
+    embedding_backend: str = "local"
+    embedding_model: str = "text-embedding-3-small"  # with "openai"
+
     log_level: str = "INFO"
 
     # Production hardening (observability.py, ratelimit.py, proxy.py).
@@ -68,6 +80,12 @@ class Settings:
     log_format: str = "json"
     # GET /metrics asks for SERVER_KEY too (X-Secret-Key or Bearer) when true.
     metrics_require_key: bool = False
+
+    def __post_init__(self) -> None:
+        if self.embedding_backend not in ("", *EMBEDDING_BACKENDS):  # "": local
+            raise ConfigError(
+                f"EMBEDDING_BACKEND={self.embedding_backend!r}; one of {', '.join(EMBEDDING_BACKENDS)}"
+            )
 
     @property
     def llm_configured(self) -> bool:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from config import OFFLINE, Settings
+from config import OFFLINE, OPENAI, Settings
 from llm.errors import BackendUnavailable
 from scorer.simulators import LLM_SIMULATORS, build_simulator
 from scorer.simulators.base import Simulator
@@ -113,3 +113,36 @@ class Runtime:
         if name in LLM_SIMULATORS:
             self.require_backend()
         return build_simulator(name, self, model or self.settings.simulator_model)
+
+    def text_embedder(self, model: str | None = None):
+        """Sentence embeddings for the embedding scorer and /similarity (EMBEDDING_BACKEND).
+
+        `model` names the endpoint's embedding model; the local model is always the packaged one.
+        """
+        from llm.text_embedder import ApiTextEmbedder, LocalTextEmbedder
+
+        s = self.settings
+        if s.embedding_backend == OPENAI:
+            return ApiTextEmbedder(self.require_backend(), model or s.embedding_model)
+        local = self._local_text_model()
+        if local is None:
+            from llm.embeddings import unavailable_reason
+
+            raise BackendUnavailable(
+                f"the local embedding model is not available ({unavailable_reason()}); "
+                "set EMBEDDING_BACKEND=openai to use an embeddings endpoint"
+            )
+        return LocalTextEmbedder(local)
+
+    def _local_text_model(self):
+        """The packaged model: the offline simulator's, or one of its own when
+        OFFLINE_EMBEDDINGS=0 keeps the simulator lexical (that setting is the simulator's)."""
+        if self.embedder is not None:
+            return self.embedder
+
+        def build():
+            from llm.embeddings import LocalEmbedder, embeddings_available
+
+            return LocalEmbedder() if embeddings_available() else None
+
+        return self._once("text_model", build)

@@ -22,9 +22,13 @@ from runtime import Runtime
 from explainer.best_of_n import explain_best_of_n
 from explainer.errors import ExplainerError
 from explainer.explain import explain
+from explainer.search.service import explain_by_search
 from llm.usage import Usage
 from scorer.records import ActivationRecord
+from scorer.scorers import SCORER_NAMES, SIMULATION, build_scorer, default_judge
+from scorer.scorers.base import ScorerInputError
 from scorer.scorers.simulation import score_explanation
+from scorer.similarity import explanation_similarity
 from scorer.simulators import SIMULATOR_NAMES
 
 VERSION = "0.1.0"
@@ -131,6 +135,8 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
                 f"explanation: {len(req.explanation)} characters; the limit is "
                 f"{settings.max_explanation_chars}"
             )
+        if req.scorer != SIMULATION:
+            return score_with_classifier(req)
         simulator = runtime.simulator(req.simulator, req.model)
         records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
         result = score_explanation(req.explanation, records, simulator, deadline=deadline())
@@ -153,6 +159,72 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
             }
         )
 
+    def score_with_classifier(req: api.ScoreRequest):
+        """/score with detection, fuzzing or embedding: Neuronpedia's keys, `simulations` empty."""
+        options = {
+            name: getattr(req, name)
+            for name in ("model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed")
+        }
+        scorer = build_scorer(req.scorer, runtime, options)
+        records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
+        try:
+            result = scorer.score(req.explanation, records, deadline=deadline())
+        except ScorerInputError as exc:
+            raise api.invalid(str(exc)) from None
+        g.log_fields.update(
+            scorer=scorer.name,
+            judge=scorer.scored_by["name"],
+            model=scorer.scored_by["model"],
+            usage=result.usage.to_dict(),
+            failures=len(result.failures),
+        )
+        details = dict(result.details)
+        return jsonify(
+            {
+                "score": result.score,
+                "simulations": [],
+                "scorer": scorer.name,
+                "metric": result.metric,
+                "judge": scorer.scored_by,
+                "offline": scorer.scored_by["offline"],
+                "texts_scored": details.pop("texts_scored", None),
+                "texts": result.per_text,
+                "failures": [{"index": f.index, "reason": f.reason} for f in result.failures],
+                "usage": result.usage.to_dict(),
+                "details": details,
+                "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
+            }
+        )
+
+    @app.post("/similarity")
+    def similarity():
+        body = json_body(request)
+        authenticate(request, body)
+        req = api.validate(api.SimilarityRequest, body)
+        if len(req.references) > settings.max_texts:
+            raise api.too_large(f"references: {len(req.references)}; the limit is {settings.max_texts}")
+        for where, text in [("explanation", req.explanation)] + [
+            (f"references[{i}]", r) for i, r in enumerate(req.references)
+        ]:
+            if len(text) > settings.max_explanation_chars:
+                raise api.too_large(
+                    f"{where}: {len(text)} characters; the limit is {settings.max_explanation_chars}"
+                )
+        embedder = runtime.text_embedder(req.model)
+        result = explanation_similarity(req.explanation, req.references, embedder, deadline=deadline())
+        g.log_fields.update(embedder=embedder.name, usage=result.usage.to_dict())
+        return jsonify(
+            {
+                "similarities": result.similarities,
+                "mean": result.mean,
+                "metric": "cosine",
+                "embedder": {"name": embedder.name, "model": embedder.model, "offline": embedder.offline},
+                "offline": embedder.offline,
+                "usage": result.usage.to_dict(),
+                "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
+            }
+        )
+
     @app.post("/explain")
     def explain_view():
         body = json_body(request)
@@ -161,6 +233,14 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
         api.check_limits(
             req.activations + req.random_activations, settings.max_texts, settings.max_tokens_per_text
         )
+        if req.strategy == "search":
+            try:
+                payload = explain_by_search(req, runtime, deadline=deadline())
+            except ExplainerError as exc:
+                raise api.invalid(str(exc)) from None
+            g.log_fields.update(strategy="search", usage=payload.get("usage"), rounds=payload.get("rounds"))
+            payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
+            return jsonify(payload)
         backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
         records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
         options = dict(
@@ -214,6 +294,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
         payload.pop("candidates")
         payload.update(extra)
         payload["offline"] = result.backend == OFFLINE
+        payload["strategy"] = "single"
         payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
         return jsonify(payload)
 
@@ -229,6 +310,14 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
                     "offline": default == OFFLINE,
                     "available": list(SIMULATOR_NAMES),
                     "model": None if default == OFFLINE else settings.simulator_model,
+                },
+                "scorers": {
+                    "available": list(SCORER_NAMES),
+                    "default_judge": default_judge(runtime),
+                    "embedding_backend": settings.embedding_backend or "local",
+                    "embedding_model": settings.embedding_model
+                    if settings.embedding_backend == "openai"
+                    else None,
                 },
                 "explainer": {
                     "default_backend": settings.default_explainer_backend,
@@ -247,7 +336,8 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     # -- errors -------------------------------------------------------------
 
     def error(status: int, code: str, message: str, headers: dict | None = None):
-        response = jsonify({"error": message, "code": code})
+        # An upstream message may quote a key back: no secret leaves in a body either.
+        response = jsonify({"error": observability.redact(message), "code": code})
         response.status_code = status
         for key, value in (headers or {}).items():
             response.headers[key] = value

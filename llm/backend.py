@@ -2,9 +2,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, Sequence
 
 from llm.usage import Usage
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -52,4 +55,21 @@ class ChatBackend(Protocol):
         deadline: float | None = None,
     ) -> Completion:
         """A completions-endpoint call; with echo, `logprobs` covers the prompt's tokens."""
+        ...
+
+
+@dataclass
+class Embeddings:
+    """One unit-length float32 row per input text (an all-zero row for a blank text)."""
+
+    vectors: "np.ndarray"
+    usage: Usage = field(default_factory=Usage)
+    model: str | None = None
+
+
+class EmbeddingBackend(Protocol):
+    name: str
+
+    def embed(self, texts: Sequence[str], model: str, deadline: float | None = None) -> Embeddings:
+        """Embed every text with `model` in one call. Raises llm.errors.* on failure."""
         ...

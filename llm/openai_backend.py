@@ -186,6 +186,57 @@ class OpenAIBackend:
         usage = self._usage(response, lambda: count_tokens(prompt), lambda: count_tokens(generated))
         return Completion(text=text, usage=usage, logprobs=token_logprobs, model=response.model)
 
+    def embed(self, texts: Any, model: str, deadline: float | None = None) -> Any:
+        """The embeddings endpoint: one unit-length float32 row per text (llm.backend.Embeddings).
+
+        Blank texts are not sent (the endpoint refuses empty input) and get an
+        all-zero row, as with the local embedder. Floats are asked for
+        explicitly: not every compatible server decodes base64 embeddings.
+        """
+        # Imported here so that this method is the whole of the embeddings change to this file.
+        import numpy as np
+
+        from llm.backend import Embeddings
+
+        texts = [str(t) for t in texts]
+        sent = [i for i, t in enumerate(texts) if t.strip()]
+        rows: list[Any] = [None] * len(texts)
+        usage = Usage()
+        served_by = None
+        chunk = 256  # inputs per call: well under every server's limit
+        for start in range(0, len(sent), chunk):
+            part = sent[start : start + chunk]
+            inputs = [texts[i] for i in part]
+            response = self._with_retries(
+                lambda timeout: self._client.embeddings.create(
+                    model=model, input=inputs, encoding_format="float", timeout=timeout
+                ),
+                deadline,
+            )
+            data = sorted(getattr(response, "data", None) or [], key=lambda d: d.index)
+            if len(data) != len(inputs):
+                raise UpstreamError(
+                    f"the LLM backend at {self.host} returned {len(data)} embeddings for {len(inputs)} texts"
+                )
+            for i, item in zip(part, data):
+                rows[i] = item.embedding
+            served_by = getattr(response, "model", None) or served_by
+            # An embeddings answer reports prompt tokens only; nothing is generated.
+            tokens = getattr(getattr(response, "usage", None), "prompt_tokens", None)
+            estimated = tokens is None
+            if estimated:
+                tokens = _estimate(lambda: sum(count_tokens(t) for t in inputs))
+            usage = usage + Usage(llm_calls=1, prompt_tokens=int(tokens), estimated=estimated)
+        width = len(rows[sent[0]]) if sent else 0
+        vectors = np.zeros((len(texts), width), dtype=np.float32)
+        for i in sent:
+            row = np.asarray(rows[i], dtype=np.float64)
+            if row.shape != (width,) or width == 0 or not np.all(np.isfinite(row)):
+                raise UpstreamError(f"the LLM backend at {self.host} returned an unusable embedding")
+            norm = np.linalg.norm(row)
+            vectors[i] = row / norm if norm > 0 else row
+        return Embeddings(vectors=vectors, usage=usage, model=served_by)
+
     # -- retries and error mapping ----------------------------------------------
 
     def _with_retries(self, call: Callable[[Any], Any], deadline: float | None) -> Any:

@@ -78,3 +78,53 @@ def normalize_activations(values: ArrayLike, max_activation: float) -> list[int]
         return [0] * v.size
     scaled = np.floor(10.0 * np.maximum(v, 0.0) / max_activation)
     return [int(x) for x in np.minimum(scaled, 10)]
+
+
+def _average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, tied values sharing the mean of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    ranks = np.empty(values.size, dtype=np.float64)
+    start = 0
+    while start < values.size:
+        end = start + 1
+        while end < values.size and ordered[end] == ordered[start]:
+            end += 1
+        ranks[order[start:end]] = (start + 1 + end) / 2.0  # mean of start+1 .. end
+        start = end
+    return ranks
+
+
+def roc_auc(scores: ArrayLike, labels: Sequence[bool]) -> float | None:
+    """Area under the ROC curve of `scores` for telling positive from negative labels.
+
+    The Mann-Whitney form: the chance that a random positive outscores a random
+    negative, a tie counting one half. None when either class is empty.
+    """
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels, dtype=bool).ravel()
+    if s.shape != y.shape:
+        raise ValueError(f"length mismatch: {s.size} scores, {y.size} labels")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores must be finite")
+    positives = int(y.sum())
+    negatives = int(y.size - positives)
+    if positives == 0 or negatives == 0:
+        return None
+    rank_sum = float(_average_ranks(s)[y].sum())
+    u = rank_sum - positives * (positives + 1) / 2.0
+    return _finite_or_none(u / (positives * negatives))
+
+
+def balanced_accuracy(labels: Sequence[bool], predictions: Sequence[bool]) -> float | None:
+    """Mean of the true-positive and true-negative rates; None when either class is empty."""
+    y = np.asarray(labels, dtype=bool).ravel()
+    p = np.asarray(predictions, dtype=bool).ravel()
+    if y.shape != p.shape:
+        raise ValueError(f"length mismatch: {y.size} labels, {p.size} predictions")
+    positives, negatives = int(y.sum()), int((~y).sum())
+    if positives == 0 or negatives == 0:
+        return None
+    tpr = float((p & y).sum()) / positives
+    tnr = float((~p & ~y).sum()) / negatives
+    return (tpr + tnr) / 2.0

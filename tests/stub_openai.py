@@ -1,11 +1,12 @@
 """A small OpenAI-compatible server on loopback, for tests and benchmarks.
 
-It serves `POST /v1/chat/completions` and `POST /v1/completions` from a
+It serves `POST /v1/chat/completions`, `POST /v1/completions` and `POST /v1/embeddings` from a
 `ThreadingHTTPServer` on 127.0.0.1 (a free port) in a background thread. What it
 answers is decided by a handler function given the parsed request; by default
 `SimulationResponder`, which reads our simulation prompts and answers them in
 their format with a keyword oracle (a token is active when the explanation names
-it), so the whole path from prompt to parser can run without a model.
+it; embeddings are hashed bags of words), so the whole path from prompt to parser can
+run without a model.
 
 Faults are scripted: `stub.enqueue(StubReply(status=429, headers={"Retry-After": "1"}))`
 makes the next request get that reply before the handler is consulted; replies
@@ -17,6 +18,7 @@ carry any body. Every request is recorded in `stub.requests`.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -32,6 +34,7 @@ from llm.tokens import count_message_tokens, count_tokens
 
 CHAT_PATH = "/v1/chat/completions"
 COMPLETIONS_PATH = "/v1/completions"
+EMBEDDINGS_PATH = "/v1/embeddings"
 
 
 @dataclass
@@ -168,6 +171,35 @@ def completion_body(
     return body
 
 
+def bag_of_words_vector(text: str, dimensions: int = 256) -> list[float]:
+    """A deterministic stand-in embedding: word stems hashed into buckets, unit length."""
+    vector = [0.0] * dimensions
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        if word in _STOPWORDS:
+            continue
+        bucket = int(hashlib.sha256(_stem(word).encode()).hexdigest(), 16) % dimensions
+        vector[bucket] += 1.0
+    norm = math.sqrt(sum(v * v for v in vector))
+    return [v / norm for v in vector] if norm else vector
+
+
+def embeddings_body(request: StubRequest, vectors: Sequence[Sequence[float]] | None = None) -> dict:
+    """An embeddings answer: `vectors`, or bag-of-words vectors of the inputs."""
+    inputs = request.body.get("input")
+    inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    if vectors is None:
+        vectors = [bag_of_words_vector(str(text)) for text in inputs]
+    tokens = sum(count_tokens(str(text)) for text in inputs)
+    return {
+        "object": "list",
+        "data": [
+            {"object": "embedding", "index": i, "embedding": list(v)} for i, v in enumerate(vectors)
+        ],
+        "model": request.body.get("model", "stub-embedding"),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def error_body(message: str, kind: str = "server_error") -> dict:
     return {"error": {"message": message, "type": kind, "code": None}}
 
@@ -240,6 +272,8 @@ class SimulationResponder:
         self.usage = usage
 
     def __call__(self, request: StubRequest) -> dict:
+        if request.path == EMBEDDINGS_PATH:
+            return embeddings_body(request)
         if not request.is_chat:
             return self._all_at_once(request)
         if (request.body.get("response_format") or {}).get("type") == "json_object":
@@ -320,6 +354,63 @@ class SimulationResponder:
             pieces.append(generated)
             tops.append({generated: -0.01})
         return completion_body(request, pieces, tops, generated=generated, usage=self.usage)
+
+
+class JudgeResponder:
+    """Answers the yes/no judge's prompts (scorer/judge.py) with the keyword oracle.
+
+    Detection: yes when the oracle lights a word of the text. Fuzzing (texts with
+    <<marks>>): yes when it lights at least half of the marked words. With
+    `logprobs` requested, each yes/no token carries `confidence` and the other
+    answer the rest. Any other request goes to `fallback` (simulation prompts,
+    embeddings).
+    """
+
+    def __init__(
+        self,
+        oracle: Callable[[str, Sequence[str]], Sequence[float]] = keyword_oracle,
+        *,
+        confidence: float = 0.9,
+        fallback: Handler | None = None,
+    ) -> None:
+        self.oracle = oracle
+        self.confidence = confidence
+        self.fallback = fallback or SimulationResponder(oracle)
+
+    @staticmethod
+    def is_judge_prompt(request: StubRequest) -> bool:
+        return request.is_chat and request.last_user_message.startswith("Description: ")
+
+    def verdicts(self, request: StubRequest) -> list[tuple[int, bool]]:
+        question = request.last_user_message
+        condition = question.split("\n", 1)[0][len("Description: "):]
+        out = []
+        for number, text in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
+            if "<<" in text:
+                words = [w for span in re.findall(r"<<(.*?)>>", text) for w in re.findall(r"[A-Za-z0-9]+", span)]
+                lit = sum(1 for v in self.oracle(condition, words) if v > 0)
+                out.append((int(number), bool(words) and lit * 2 >= len(words)))
+            else:
+                words = re.findall(r"[A-Za-z0-9]+", text)
+                out.append((int(number), any(v > 0 for v in self.oracle(condition, words))))
+        return out
+
+    def __call__(self, request: StubRequest) -> Any:
+        if not self.is_judge_prompt(request):
+            return self.fallback(request)
+        verdicts = self.verdicts(request)
+        if not request.body.get("logprobs"):
+            content = "\n".join(f"{n}: {'yes' if yes else 'no'}" for n, yes in verdicts)
+            return chat_body(request, content)
+        pieces: list[tuple[str, list[tuple[str, float]]]] = []
+        sure, unsure = math.log(self.confidence), math.log(1 - self.confidence)
+        for k, (n, yes) in enumerate(verdicts):
+            if k:
+                pieces.append(("\n", [("\n", -0.01)]))
+            pieces += [(str(n), [(str(n), -0.01)]), (":", [(":", -0.01)])]
+            chosen, other = (" yes", " no") if yes else (" no", " yes")
+            pieces.append((chosen, [(chosen, sure), (other, unsure)]))
+        return chat_body(request, "".join(t for t, _ in pieces), logprobs=pieces)
 
 
 def _as_int(value: float) -> int | float:
@@ -420,7 +511,7 @@ class StubOpenAI:
             return self._send(http, StubReply(400, error_body("invalid JSON body", "invalid_request_error")))
         path = http.path.split("?", 1)[0]
         request = StubRequest(path=path, body=body, headers={k.lower(): v for k, v in http.headers.items()})
-        if path not in (CHAT_PATH, COMPLETIONS_PATH):
+        if path not in (CHAT_PATH, COMPLETIONS_PATH, EMBEDDINGS_PATH):
             return self._send(http, StubReply(404, error_body(f"no route {path}", "invalid_request_error")))
         with self._lock:
             self.requests.append(request)

@@ -80,6 +80,20 @@ def map_case(context, case):
     # LLM simulators and explainers answer 503 here: no backend is configured.
     body.pop("simulator", None)
     body.pop("explainer", None)
+    body.pop("judge", None)
+    if isinstance(body.get("references"), list):
+        body["references"] = [r.strip()[:2000] or "x" if isinstance(r, str) else r for r in body["references"]]
+    if case.path == "/score" and body.get("scorer") not in (None, "simulation"):
+        # detection, fuzzing and embedding need activating and non-activating texts
+        # (fuzzing: two activating ones with room for random marks), 400 otherwise.
+        texts = [t for t in body.get("activations") or [] if isinstance(t, dict)]
+        values = [abs(v) for t in texts for v in t.get("values") or [] if isinstance(v, (int, float))]
+        top = max(values + [1.0])
+        body["activations"] = texts[:190] + [
+            {"tokens": ["a", "b"], "values": [top, 0.0]},
+            {"tokens": ["c", "d"], "values": [top, 0.0]},
+            {"tokens": ["e", "f"], "values": [0.0, 0.0]},
+        ]
     if case.path == "/explain":
         # Something must activate for there to be anything to explain, and the
         # prompt's token budget must at least hold the instructions.
@@ -90,6 +104,10 @@ def map_case(context, case):
         if body.get("score") is True and not body.get("random_activations"):
             # Scoring candidates needs held-out texts (400 without them, tested below).
             body["random_activations"] = [{"tokens": ["a", "b"], "values": [0.0, 0.0]}]
+        if body.get("strategy") == "search":
+            # n and score belong to strategy "single": with "search" they are a 400.
+            body.pop("n", None)
+            body.pop("score", None)
     return case
 
 

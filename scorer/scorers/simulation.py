@@ -108,3 +108,43 @@ def score_explanation(
         failures=sorted(failures.values(), key=lambda f: f.index),
         usage=run.usage,
     )
+
+
+class SimulationScorer:
+    """`score_explanation` behind the Scorer interface (the registry's "simulation")."""
+
+    name = "simulation"
+    metric = METRIC
+
+    def __init__(self, simulator: Simulator) -> None:
+        self.simulator = simulator
+        self.scored_by = {
+            "name": simulator.name,
+            "model": simulator.model,
+            "offline": simulator.name == "offline",
+        }
+
+    def score(
+        self,
+        explanation: str,
+        records: Sequence[ActivationRecord],
+        *,
+        deadline: float | None = None,
+    ):
+        from scorer.scorers.base import ScorerResult
+
+        result = score_explanation(explanation, records, self.simulator, deadline=deadline)
+        per_text = []
+        for i, scored in enumerate(result.scored):
+            entry = {"index": i}
+            for key in ("ev_correlation_score", "rsquared_score", "absolute_dev_explained_score"):
+                entry[key] = getattr(scored, key) if scored is not None else None
+            per_text.append(entry)
+        return ScorerResult(
+            score=result.score,
+            metric=result.metric,
+            per_text=per_text,
+            failures=result.failures,
+            usage=result.usage,
+            details={"texts_scored": sum(s is not None for s in result.scored)},
+        )

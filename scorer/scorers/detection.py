@@ -1,0 +1,103 @@
+"""Detection (delphi; Neuronpedia's autointerp): can a judge who reads only the
+explanation tell the texts on which the neuron activates from those on which it does not?
+
+A text is activating when its max activation reaches `activation_threshold` x
+the request's max. The judge answers yes/no per text, several texts a prompt;
+the score is the balanced accuracy of its answers (the mean of the true-positive
+and true-negative rates), so that a judge answering "yes" to everything scores
+0.5 whatever the mix of texts. Texts without a usable answer are left out and
+listed.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from llm.errors import UpstreamError
+from scorer import math
+from scorer.records import ActivationRecord
+from scorer.scorers.base import ScorerResult, all_failed, split_classes
+
+METRIC = "balanced_accuracy"
+DEFAULT_ACTIVATION_THRESHOLD = 0.3
+
+
+def label_name(activating: bool) -> str:
+    return "activating" if activating else "non_activating"
+
+
+def classification_details(labels: Sequence[bool], answers: Sequence[bool | None]) -> dict:
+    """Confusion counts and rates over the answered texts (None where a class is empty)."""
+    pairs = [(y, a) for y, a in zip(labels, answers) if a is not None]
+    tp = sum(1 for y, a in pairs if y and a)
+    fn = sum(1 for y, a in pairs if y and not a)
+    tn = sum(1 for y, a in pairs if not y and not a)
+    fp = sum(1 for y, a in pairs if not y and a)
+    return {
+        "counts": {"true_positive": tp, "false_negative": fn, "true_negative": tn, "false_positive": fp},
+        "true_positive_rate": tp / (tp + fn) if tp + fn else None,
+        "true_negative_rate": tn / (tn + fp) if tn + fp else None,
+    }
+
+
+def probability_auc(
+    labels: Sequence[bool], answers: Sequence[bool | None], probabilities: Sequence[float | None] | None
+) -> float | None:
+    """ROC-AUC of the judge's P(yes), when every answered text has one (logprob backends)."""
+    pairs = [(y, p) for y, a, p in zip(labels, answers, probabilities or []) if a is not None]
+    if not pairs or any(p is None for _, p in pairs):
+        return None
+    return math.roc_auc([p for _, p in pairs], [y for y, _ in pairs])
+
+
+class DetectionScorer:
+    name = "detection"
+    metric = METRIC
+
+    def __init__(self, judge, *, activation_threshold: float = DEFAULT_ACTIVATION_THRESHOLD) -> None:
+        self.judge = judge
+        self.activation_threshold = activation_threshold
+        self.scored_by = {"name": judge.name, "model": judge.model, "offline": judge.offline}
+
+    def score(
+        self,
+        explanation: str,
+        records: Sequence[ActivationRecord],
+        *,
+        deadline: float | None = None,
+    ) -> ScorerResult:
+        records = list(records)
+        labels, cut = split_classes(records, self.activation_threshold, self.name)
+        run = self.judge(explanation, [r.tokens for r in records], deadline=deadline)
+        answered = [(y, a) for y, a in zip(labels, run.answers) if a is not None]
+        if not answered:
+            raise UpstreamError(all_failed(self.name, run.failures))
+        score = math.balanced_accuracy([y for y, _ in answered], [a for _, a in answered])
+        per_text = [
+            {
+                "index": i,
+                "label": label_name(y),
+                "max_activation": float(r.max_value),
+                "answer": a,
+                "correct": None if a is None else a == y,
+                "probability": p,
+            }
+            for i, (r, y, a, p) in enumerate(
+                zip(records, labels, run.answers, run.probabilities or [None] * len(records))
+            )
+        ]
+        return ScorerResult(
+            score=score,
+            metric=self.metric,
+            per_text=per_text,
+            failures=run.failures,
+            usage=run.usage,
+            details={
+                "activation_threshold": self.activation_threshold,
+                "activation_cut": cut,
+                "activating_texts": sum(labels),
+                "non_activating_texts": len(labels) - sum(labels),
+                "texts_scored": len(answered),
+                **classification_details(labels, run.answers),
+                "auc_from_probabilities": probability_auc(labels, run.answers, run.probabilities),
+            },
+        )

@@ -1,0 +1,148 @@
+"""Fuzzing (delphi; Neuronpedia's autointerp): does the explanation say *which tokens* fire?
+
+Only activating texts are judged (max activation >= `activation_threshold` x
+the request's max). Each is shown with some tokens marked `<<like this>>`:
+most with the truly activating tokens marked (a token activates by the same
+cut), and a seeded subset (`random_fraction`, default half) with as many
+randomly chosen non-activating tokens marked instead. The judge says whether
+the marks fit the explanation; the score is the balanced accuracy of telling
+correct from random marks. The marks depend on the records and the seed only,
+never on the explanation, so that explanations of one neuron are judged on the
+same marked texts.
+"""
+from __future__ import annotations
+
+import random
+from typing import Sequence
+
+from llm.errors import UpstreamError
+from scorer import math
+from scorer.records import ActivationRecord
+from scorer.scorers.base import ScorerInputError, ScorerResult, all_failed, request_max
+from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, classification_details
+from scorer.simulators.base import TextFailure
+
+METRIC = "balanced_accuracy"
+DEFAULT_RANDOM_FRACTION = 0.5
+CORRECT, RANDOM = "correct", "random"
+
+
+def plan_marks(
+    records: Sequence[ActivationRecord], cut: float, random_fraction: float, seed: int
+) -> dict[int, tuple[str, list[bool]]]:
+    """For each activating text, its marking kind and the marks. Pure: same input, same marks.
+
+    Raises ScorerInputError when the two kinds cannot both be shown.
+    """
+    activating = [i for i, r in enumerate(records) if r.max_value >= cut]
+    truly = {i: [v >= cut for v in records[i].values] for i in activating}
+    eligible = [i for i in activating if not all(truly[i])]  # has tokens to mark at random
+    if len(activating) < 2:
+        raise ScorerInputError(
+            f"fuzzing needs both correctly and randomly marked texts, so at least 2 activating texts "
+            f"(max activation >= {cut:.4g}); {len(activating)} given: add texts on which the neuron activates"
+        )
+    if not eligible:
+        raise ScorerInputError(
+            "fuzzing needs both correctly and randomly marked texts: every token of every activating "
+            f"text is at or above {cut:.4g}, so none can be marked at random; add activating texts "
+            f"with tokens below {cut:.4g}"
+        )
+    n_random = max(1, min(round(random_fraction * len(activating)), len(activating) - 1, len(eligible)))
+    rng = random.Random(seed)
+    chosen = set(rng.sample(eligible, n_random))
+    plan: dict[int, tuple[str, list[bool]]] = {}
+    for i in activating:
+        if i not in chosen:
+            plan[i] = (CORRECT, truly[i])
+            continue
+        off = [j for j, on in enumerate(truly[i]) if not on]
+        picked = set(rng.sample(off, min(sum(truly[i]), len(off))))
+        plan[i] = (RANDOM, [j in picked for j in range(len(truly[i]))])
+    return plan
+
+
+class FuzzingScorer:
+    name = "fuzzing"
+    metric = METRIC
+
+    def __init__(
+        self,
+        judge,
+        *,
+        activation_threshold: float = DEFAULT_ACTIVATION_THRESHOLD,
+        random_fraction: float = DEFAULT_RANDOM_FRACTION,
+        seed: int = 0,
+    ) -> None:
+        self.judge = judge
+        self.activation_threshold = activation_threshold
+        self.random_fraction = random_fraction
+        self.seed = seed
+        self.scored_by = {"name": judge.name, "model": judge.model, "offline": judge.offline}
+
+    def score(
+        self,
+        explanation: str,
+        records: Sequence[ActivationRecord],
+        *,
+        deadline: float | None = None,
+    ) -> ScorerResult:
+        records = list(records)
+        top = request_max(records)
+        if not top > 0:
+            raise ScorerInputError(
+                "fuzzing needs activating texts: no value is above 0; add texts on which the neuron activates"
+            )
+        cut = self.activation_threshold * top
+        plan = plan_marks(records, cut, self.random_fraction, self.seed)
+        judged = sorted(plan)
+        run = self.judge(
+            explanation,
+            [records[i].tokens for i in judged],
+            highlights=[plan[i][1] for i in judged],
+            deadline=deadline,
+        )
+        # The judge numbers the texts it saw; the response numbers the request's.
+        failures = [TextFailure(index=judged[f.index], reason=f.reason) for f in run.failures]
+        labels = [plan[i][0] == CORRECT for i in judged]
+        answered = [(y, a) for y, a in zip(labels, run.answers) if a is not None]
+        if not answered:
+            raise UpstreamError(all_failed(self.name, failures))
+        score = math.balanced_accuracy([y for y, _ in answered], [a for _, a in answered])
+
+        probabilities = run.probabilities or [None] * len(judged)
+        by_text = {i: (a, p) for i, a, p in zip(judged, run.answers, probabilities)}
+        per_text = []
+        for i, record in enumerate(records):
+            entry: dict = {"index": i, "max_activation": float(record.max_value)}
+            if i not in plan:
+                entry.update(label="non_activating", marking=None, marked=[], answer=None, correct=None, probability=None)
+            else:
+                kind, marks = plan[i]
+                answer, p = by_text[i]
+                entry.update(
+                    label="activating",
+                    marking=kind,
+                    marked=[j for j, m in enumerate(marks) if m],
+                    answer=answer,
+                    correct=None if answer is None else answer == (kind == CORRECT),
+                    probability=p,
+                )
+            per_text.append(entry)
+        return ScorerResult(
+            score=score,
+            metric=self.metric,
+            per_text=per_text,
+            failures=failures,
+            usage=run.usage,
+            details={
+                "activation_threshold": self.activation_threshold,
+                "activation_cut": cut,
+                "random_fraction": self.random_fraction,
+                "seed": self.seed,
+                "correctly_marked_texts": sum(labels),
+                "randomly_marked_texts": len(labels) - sum(labels),
+                "texts_scored": len(answered),
+                **classification_details(labels, run.answers),
+            },
+        )
