@@ -112,6 +112,9 @@ def _no_bool_or_string(value: Any) -> Any:
 
 
 JsonInt = Annotated[int, BeforeValidator(_no_bool_or_string)]
+# Not `JsonInt | None`: pydantic would then publish the field's bounds as "ge"/"le", not JSON Schema's.
+OptionalJsonInt = Annotated[int | None, BeforeValidator(_no_bool_or_string)]
+JsonBool = Annotated[bool, Field(strict=True)]  # true or false; not "yes", 1 or "true"
 Explanation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
 
 
@@ -211,19 +214,19 @@ class ExplainRequest(_Authenticated):
     max_activation: FiniteNumber | None = Field(
         default=None, gt=0, description="The neuron's maximum activation (maps to 10)"
     )
-    top_k: int = Field(default=5, ge=1, le=50, description="How many top texts to show")
-    threshold: int = Field(
+    top_k: JsonInt = Field(default=5, ge=1, le=50, description="How many top texts to show")
+    threshold: JsonInt = Field(
         default=1, ge=1, le=10, description="Normalised value (1-10) from which a token counts as high"
     )
-    n: int = Field(default=1, ge=1, le=20, description="Candidate explanations to sample")
+    n: JsonInt = Field(default=1, ge=1, le=20, description="Candidate explanations to sample")
     temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
-    max_prompt_tokens: int | None = Field(
+    max_prompt_tokens: OptionalJsonInt = Field(
         default=None, ge=1, description="Token budget of the prompt; texts are trimmed to fit"
     )
-    score: bool = Field(
+    score: JsonBool = Field(
         default=False, description="Score each candidate on held-out texts and rank them"
     )
-    dry_run: bool = Field(
+    dry_run: JsonBool = Field(
         default=False, description="Return the prompt and its token count; no LLM call"
     )
     strategy: Literal["single", "search"] = Field(
@@ -232,26 +235,26 @@ class ExplainRequest(_Authenticated):
         "hypotheses and testing them on the texts (AutoInterpret)",
     )
     # The search's budget: the request's numbers, each capped by the server's SEARCH_MAX_*.
-    max_rounds: int | None = Field(
+    max_rounds: OptionalJsonInt = Field(
         default=None, ge=1, le=100, description=f"search: most rounds (default {search.DEFAULT_MAX_ROUNDS})"
     )
-    max_llm_calls: int | None = Field(
+    max_llm_calls: OptionalJsonInt = Field(
         default=None, ge=1, le=100_000,
         description=f"search: most LLM calls, proposer and judge (default {search.DEFAULT_MAX_LLM_CALLS})",
     )
-    max_tokens: int | None = Field(
+    max_tokens: OptionalJsonInt = Field(
         default=None, ge=1, le=100_000_000,
         description=f"search: most LLM tokens, prompt and completion (default {search.DEFAULT_MAX_TOKENS})",
     )
-    hypotheses_per_round: int = Field(
+    hypotheses_per_round: JsonInt = Field(
         default=search.DEFAULT_HYPOTHESES_PER_ROUND, ge=1, le=20,
         description="search: hypotheses asked for in each round",
     )
-    patience: int = Field(
+    patience: JsonInt = Field(
         default=search.DEFAULT_PATIENCE, ge=1, le=100,
         description="search: stop when the best correlation has not improved for this many rounds",
     )
-    simulate_best: bool = Field(
+    simulate_best: JsonBool = Field(
         default=False, description="search: also score the best hypothesis with the simulation scorer"
     )
 

@@ -134,6 +134,12 @@ class Settings:
                 "max_texts": self.max_texts,
                 "max_tokens_per_text": self.max_tokens_per_text,
             },
+            # A search request may ask for less, never more (SEARCH_MAX_ROUNDS=0: no search).
+            "search_caps": {
+                "max_rounds": self.search_max_rounds,
+                "max_llm_calls": self.search_max_llm_calls,
+                "max_tokens": self.search_max_tokens,
+            },
             "request_timeout": self.request_timeout,
         }
 

@@ -34,7 +34,6 @@ also what tests get.
 """
 from __future__ import annotations
 
-import hmac
 import json
 import logging
 import math
@@ -54,6 +53,7 @@ from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
+import auth
 from config import ConfigError, Settings
 
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -439,16 +439,6 @@ def record_usage(usage: Any, failures: Any = 0, *, simulator: str | None = None,
 # -- wiring -------------------------------------------------------------------------
 
 
-def _offered_header_secret() -> str | None:
-    header = request.headers.get("X-Secret-Key")
-    if header:
-        return header
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return None
-
-
 def init_app(app: Flask, settings: Settings) -> None:
     register_secrets(settings.server_key, settings.openai_api_key)
     _install_record_factory()
@@ -507,10 +497,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     def metrics_view():
         if require_key:
-            offered = _offered_header_secret()
-            if offered is None or not hmac.compare_digest(
-                offered.encode("utf-8"), settings.server_key.encode("utf-8")
-            ):
+            if not auth.secret_matches(auth.offered_secret(request.headers), settings.server_key):
                 response = jsonify(
                     {
                         "error": "missing or wrong secret: /metrics needs the header "

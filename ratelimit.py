@@ -19,14 +19,13 @@
 from __future__ import annotations
 
 import hashlib
-import hmac
 import ipaddress
 import json
 import logging
 import math
 import time
 import urllib.parse
-from typing import Callable
+from typing import Any, Callable
 
 from flask import Flask, Response, jsonify, request
 from flask_limiter import Limiter, RateLimitExceeded
@@ -34,6 +33,7 @@ from limits import parse_many
 from limits.errors import ConfigurationError
 from limits.storage import SCHEMES, MovingWindowSupport  # SCHEMES: scheme -> storage class
 
+import auth
 from config import ConfigError, Settings
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
@@ -71,12 +71,11 @@ def address_bucket(address: str | None) -> str:
 
 def offered_secret(max_body: int) -> str | None:
     """The secret a request offers, looked up the way server.py authenticates; never raises."""
-    header = request.headers.get("X-Secret-Key")
-    if header:
-        return header
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
+    return auth.offered_secret(request.headers, lambda: _small_json_body(max_body))
+
+
+def _small_json_body(max_body: int) -> Any:
+    """The request's JSON body if it is small enough to read here and names a secret; else None."""
     if request.method != "POST" or not request.is_json:
         return None
     length = request.content_length
@@ -86,23 +85,20 @@ def offered_secret(max_body: int) -> str | None:
     if b'"secret"' not in raw:
         return None
     try:
-        body = json.loads(raw)
+        return json.loads(raw)
     except (ValueError, RecursionError):
         return None
-    secret = body.get("secret") if isinstance(body, dict) else None
-    return secret if isinstance(secret, str) and secret else None
 
 
 def make_key_func(settings: Settings) -> Callable[[], str]:
-    expected = settings.server_key.encode("utf-8")
     bucket = key_bucket(settings.server_key) if settings.server_key else ""
 
     def client_key() -> str:
         try:
-            if expected:
-                offered = offered_secret(settings.max_content_length)
-                if offered is not None and hmac.compare_digest(offered.encode("utf-8"), expected):
-                    return bucket
+            if settings.server_key and auth.secret_matches(
+                offered_secret(settings.max_content_length), settings.server_key
+            ):
+                return bucket
             return address_bucket(request.remote_addr)
         except Exception:  # a key function that raises would answer 500
             log.warning("rate-limit key fell back to the address", exc_info=True)

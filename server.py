@@ -1,7 +1,6 @@
 """The HTTP layer: the only Flask code. `create_app()` for tests, `server:app` for gunicorn."""
 from __future__ import annotations
 
-import hmac
 import logging
 import math as pymath
 import os
@@ -10,25 +9,23 @@ from typing import Any
 
 from flask import Flask, Request, g, jsonify, request
 from flask.json.provider import DefaultJSONProvider
+from pydantic import BaseModel
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 import api
+import auth
 import observability
 import proxy
 import ratelimit
 from config import OFFLINE, Settings
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from runtime import Runtime
-from explainer.best_of_n import explain_best_of_n
 from explainer.errors import ExplainerError
-from explainer.explain import explain
 from explainer.search.service import explain_by_search
-from llm.usage import Usage
-from scorer.records import ActivationRecord
-from scorer.scorers import SCORER_NAMES, SIMULATION, build_scorer, default_judge
+from explainer.service import explain_single
+from scorer import service as scoring
+from scorer.scorers import SCORER_NAMES, SIMULATION, default_judge
 from scorer.scorers.base import ScorerInputError
-from scorer.scorers.simulation import score_explanation
-from scorer.similarity import explanation_similarity
 from scorer.simulators import SIMULATOR_NAMES
 
 VERSION = "0.1.0"
@@ -103,11 +100,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     def authenticate(req: Request, body: dict) -> None:
         if not settings.server_key:
             return
-        offered = _offered_secret(req, body)
-        expected = settings.server_key.encode("utf-8")
-        if offered is None or not hmac.compare_digest(
-            offered.encode("utf-8", "surrogatepass"), expected
-        ):
+        if not auth.secret_matches(auth.offered_secret(req.headers, lambda: body), settings.server_key):
             raise api.ApiError(
                 401,
                 "unauthorized",
@@ -115,8 +108,25 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
                 "the header 'X-Secret-Key', or 'Authorization: Bearer <key>'",
             )
 
+    def validated(model: type[BaseModel]) -> Any:
+        """The request's body as `model`: JSON first, then the secret, then the fields."""
+        body = json_body(request)
+        authenticate(request, body)
+        return api.validate(model, body)
+
+    def check_length(where: str, text: str) -> None:
+        if len(text) > settings.max_explanation_chars:
+            raise api.too_large(
+                f"{where}: {len(text)} characters; the limit is {settings.max_explanation_chars}"
+            )
+
     def deadline() -> float:
         return g.started + settings.request_timeout
+
+    def respond(payload: dict):
+        """The payload as JSON, with the time the request took so far."""
+        payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
+        return jsonify(payload)
 
     @app.before_request
     def _start_clock() -> None:
@@ -126,177 +136,43 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
 
     @app.post("/score")
     def score():
-        body = json_body(request)
-        authenticate(request, body)
-        req = api.validate(api.ScoreRequest, body)
+        req = validated(api.ScoreRequest)
         api.check_limits(req.activations, settings.max_texts, settings.max_tokens_per_text)
-        if len(req.explanation) > settings.max_explanation_chars:
-            raise api.too_large(
-                f"explanation: {len(req.explanation)} characters; the limit is "
-                f"{settings.max_explanation_chars}"
-            )
-        if req.scorer != SIMULATION:
-            return score_with_classifier(req)
-        simulator = runtime.simulator(req.simulator, req.model)
-        records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
-        result = score_explanation(req.explanation, records, simulator, deadline=deadline())
-        g.log_fields.update(simulator=simulator.name, model=simulator.model, usage=result.usage.to_dict(), failures=len(result.failures))
-        return jsonify(
-            {
-                "score": result.score,
-                "simulations": result.simulations_to_dicts(),
-                "scorer": "simulation",
-                "metric": result.metric,
-                "simulator": {
-                    "name": simulator.name,
-                    "model": simulator.model,
-                    "offline": simulator.name == OFFLINE,
-                },
-                "texts_scored": sum(s is not None for s in result.scored),
-                "failures": [{"index": f.index, "reason": f.reason} for f in result.failures],
-                "usage": result.usage.to_dict(),
-                "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
-            }
-        )
-
-    def score_with_classifier(req: api.ScoreRequest):
-        """/score with detection, fuzzing or embedding: Neuronpedia's keys, `simulations` empty."""
-        options = {
-            name: getattr(req, name)
-            for name in ("model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed")
-        }
-        scorer = build_scorer(req.scorer, runtime, options)
-        records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
+        check_length("explanation", req.explanation)
+        score_with = scoring.score_by_simulation if req.scorer == SIMULATION else scoring.score_by_classifier
         try:
-            result = scorer.score(req.explanation, records, deadline=deadline())
+            payload = score_with(req, runtime, deadline=deadline())
         except ScorerInputError as exc:
             raise api.invalid(str(exc)) from None
-        g.log_fields.update(
-            scorer=scorer.name,
-            judge=scorer.scored_by["name"],
-            model=scorer.scored_by["model"],
-            usage=result.usage.to_dict(),
-            failures=len(result.failures),
-        )
-        details = dict(result.details)
-        return jsonify(
-            {
-                "score": result.score,
-                "simulations": [],
-                "scorer": scorer.name,
-                "metric": result.metric,
-                "judge": scorer.scored_by,
-                "offline": scorer.scored_by["offline"],
-                "texts_scored": details.pop("texts_scored", None),
-                "texts": result.per_text,
-                "failures": [{"index": f.index, "reason": f.reason} for f in result.failures],
-                "usage": result.usage.to_dict(),
-                "details": details,
-                "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
-            }
-        )
+        g.log_fields.update(_score_log_fields(payload))
+        return respond(payload)
 
     @app.post("/similarity")
     def similarity():
-        body = json_body(request)
-        authenticate(request, body)
-        req = api.validate(api.SimilarityRequest, body)
+        req = validated(api.SimilarityRequest)
         if len(req.references) > settings.max_texts:
             raise api.too_large(f"references: {len(req.references)}; the limit is {settings.max_texts}")
-        for where, text in [("explanation", req.explanation)] + [
-            (f"references[{i}]", r) for i, r in enumerate(req.references)
-        ]:
-            if len(text) > settings.max_explanation_chars:
-                raise api.too_large(
-                    f"{where}: {len(text)} characters; the limit is {settings.max_explanation_chars}"
-                )
-        embedder = runtime.text_embedder(req.model)
-        result = explanation_similarity(req.explanation, req.references, embedder, deadline=deadline())
-        g.log_fields.update(embedder=embedder.name, usage=result.usage.to_dict())
-        return jsonify(
-            {
-                "similarities": result.similarities,
-                "mean": result.mean,
-                "metric": "cosine",
-                "embedder": {"name": embedder.name, "model": embedder.model, "offline": embedder.offline},
-                "offline": embedder.offline,
-                "usage": result.usage.to_dict(),
-                "elapsed_ms": round((time.monotonic() - g.started) * 1000, 1),
-            }
-        )
+        check_length("explanation", req.explanation)
+        for i, reference in enumerate(req.references):
+            check_length(f"references[{i}]", reference)
+        payload = scoring.similarity(req, runtime, deadline=deadline())
+        g.log_fields.update(embedder=payload["embedder"]["name"], usage=payload["usage"])
+        return respond(payload)
 
     @app.post("/explain")
     def explain_view():
-        body = json_body(request)
-        authenticate(request, body)
-        req = api.validate(api.ExplainRequest, body)
+        req = validated(api.ExplainRequest)
         api.check_limits(
             req.activations + req.random_activations, settings.max_texts, settings.max_tokens_per_text
         )
-        if req.strategy == "search":
-            try:
-                payload = explain_by_search(req, runtime, deadline=deadline())
-            except ExplainerError as exc:
-                raise api.invalid(str(exc)) from None
-            g.log_fields.update(strategy="search", usage=payload.get("usage"), rounds=payload.get("rounds"))
-            payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
-            return jsonify(payload)
-        backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
-        records = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.activations]
-        options = dict(
-            style=req.style,
-            backend=backend,
-            model=(req.model or settings.explainer_model) if backend is not None else None,
-            n=req.n,
-            temperature=req.temperature,
-            threshold=req.threshold,
-            max_activation=req.max_activation,
-            token_budget=req.max_prompt_tokens,
-            deadline=deadline(),
-            dry_run=req.dry_run,
-        )
-        extra: dict[str, Any] = {}
+        explain_with = explain_by_search if req.strategy == "search" else explain_single
         try:
-            if req.score and not req.dry_run:
-                simulator = runtime.simulator()
-                scoring = Usage()
-
-                def simulate_and_score(explanation, heldout):
-                    nonlocal scoring
-                    try:
-                        scored = score_explanation(explanation, heldout, simulator, deadline=deadline())
-                    except UpstreamError:
-                        return None
-                    scoring = scoring + scored.usage
-                    return scored.score
-
-                random = [ActivationRecord(list(t.tokens), list(t.values)) for t in req.random_activations]
-                best = explain_best_of_n(
-                    records, simulate_and_score, random_records=random, top_k=req.top_k, **options
-                )
-                result = best.result
-                extra["candidates"] = [
-                    {"explanation": c.explanation, "score": c.score} for c in best.ranked
-                ]
-                extra["scoring"] = {
-                    "simulator": {"name": simulator.name, "model": simulator.model},
-                    "heldout_texts": best.heldout_texts,
-                    "usage": scoring.to_dict(),
-                }
-            else:
-                result = explain(records, top_k=req.top_k, **options)
-                extra["candidates"] = [{"explanation": c, "score": None} for c in result.candidates]
+            payload = explain_with(req, runtime, deadline=deadline())
         except ExplainerError as exc:
             raise api.invalid(str(exc)) from None
-        payload = result.to_dict()
-        if not req.dry_run:
-            payload.pop("messages")
-        payload.pop("candidates")
-        payload.update(extra)
-        payload["offline"] = result.backend == OFFLINE
-        payload["strategy"] = "single"
-        payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
-        return jsonify(payload)
+        if req.strategy == "search":
+            g.log_fields.update(strategy="search", usage=payload.get("usage"), rounds=payload.get("rounds"))
+        return respond(payload)
 
     @app.get("/health")
     def health():
@@ -388,15 +264,15 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     return app
 
 
-def _offered_secret(req: Request, body: dict) -> str | None:
-    header = req.headers.get("X-Secret-Key")
-    if header:
-        return header
-    auth = req.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    secret = body.get("secret")
-    return secret if isinstance(secret, str) and secret else None
+def _score_log_fields(payload: dict) -> dict:
+    """What the access log and /metrics record of a /score answer."""
+    if payload["scorer"] == SIMULATION:
+        scored_by = payload["simulator"]
+        fields = {"simulator": scored_by["name"]}
+    else:
+        scored_by = payload["judge"]
+        fields = {"scorer": payload["scorer"], "judge": scored_by["name"]}
+    return {**fields, "model": scored_by["model"], "usage": payload["usage"], "failures": len(payload["failures"])}
 
 
 def __getattr__(name: str):

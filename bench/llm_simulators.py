@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 import tempfile
@@ -30,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import puzzle_records, puzzles, standard_request  # noqa: E402
+from bench.workload import puzzle_records, puzzles, standard_request, true_beats_false  # noqa: E402
 from llm.cache import NullCache, SQLiteCache  # noqa: E402
 from llm.errors import LLMError  # noqa: E402
 from llm.openai_backend import OpenAIBackend  # noqa: E402
@@ -187,9 +186,7 @@ def puzzle_harness(args: argparse.Namespace) -> None:
                     cells.append("error")
                     print(f"    ! {sim_name} on {name}: {type(exc).__name__}: {exc}", file=sys.stderr)
                     continue
-                true_score = -math.inf if scores[0] is None else scores[0]
-                best_false = max(-math.inf if s is None else s for s in scores[1:])
-                won = true_score > best_false
+                won, _ = true_beats_false(scores)
                 wins[sim_name] += won
                 cells.append(("pass " if won else "fail ") + fmt_score(scores[0]).strip())
             print(f"    {name:<12}" + "".join(f"{c:>13}" for c in cells))

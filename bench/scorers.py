@@ -35,7 +35,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.workload import cut_window, neuronpedia_features, puzzle_records, puzzles, standard_request  # noqa: E402
+from bench.workload import (  # noqa: E402
+    cut_window,
+    neuronpedia_features,
+    puzzle_records,
+    puzzles,
+    standard_request,
+    true_beats_false,
+)
 from config import Settings  # noqa: E402
 from llm.errors import LLMError  # noqa: E402
 from runtime import Runtime  # noqa: E402
@@ -116,9 +123,7 @@ def puzzle_harness(args: argparse.Namespace) -> None:
                 cells.append("error")
                 print(f"    ! {name} on {pname}: {type(exc).__name__}: {exc}", file=sys.stderr)
                 continue
-            true = -math.inf if scores[0] is None else scores[0]
-            best_false = max(-math.inf if s is None else s for s in scores[1:])
-            won = true > best_false
+            won, best_false = true_beats_false(scores)
             wins[name] += won
             best = "None" if best_false == -math.inf else f"{best_false:.2f}"
             mine = "None" if scores[0] is None else f"{scores[0]:.2f}"

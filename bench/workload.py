@@ -6,8 +6,10 @@ the GPT-2 small res-jb latents (the texts with the highest activations first).
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
@@ -62,3 +64,11 @@ def puzzle_records(puzzle: dict) -> list[dict]:
                 values.append(float(item[1]))
         out.append({"tokens": tokens, "values": values})
     return out
+
+
+def true_beats_false(scores: Sequence[float | None]) -> tuple[bool, float]:
+    """Whether a puzzle's true explanation (`scores[0]`) outscores every false one, an
+    undefined score (None) ranking last; and the best false score (-inf if all are None)."""
+    true = -math.inf if scores[0] is None else scores[0]
+    best_false = max(-math.inf if s is None else s for s in scores[1:])
+    return true > best_false, best_false

@@ -24,11 +24,22 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
+def _exponent(x: np.ndarray) -> int:
+    """e such that x's largest magnitude is in [2^(e-1), 2^e) (0 for zeros, inf or NaN).
+
+    Scaling by 2^-e only moves exponents: sums, products and their ratios come out
+    exactly as before, except that values of 1e200 no longer square to inf, nor
+    those of 1e-200 to zero.
+    """
+    return int(np.frexp(np.max(np.abs(x)))[1])
+
+
 def pearson(true: ArrayLike, predicted: ArrayLike) -> float | None:
     """Pearson correlation; None when either side is constant or empty."""
     t, p = _pair(true, predicted)
     if t.size < 2 or np.all(t == t[0]) or np.all(p == p[0]):
         return None  # a constant side (tested exactly: its mean may not be exact)
+    t, p = np.ldexp(t, -_exponent(t)), np.ldexp(p, -_exponent(p))  # each side scaled on its own
     dt, dp = t - t.mean(), p - p.mean()
     # Product of norms, not sqrt of a product of squares: no underflow at tiny scales.
     denom = np.linalg.norm(dt) * np.linalg.norm(dp)
@@ -54,10 +65,14 @@ def rsquared(true: ArrayLike, predicted: ArrayLike) -> float | None:
     t, p = _pair(true, predicted)
     if t.size == 0:
         return None
-    scale = np.mean(np.square(t))
-    if scale == 0.0:
-        return None
-    return _finite_or_none(1.0 - np.mean(np.square(t - p)) / scale)
+    # A prediction far larger than the truth can still overflow: R^2 below -1e308 is None.
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = _exponent(t)  # both sides by the same power of two: the ratio is unchanged
+        t, p = np.ldexp(t, -e), np.ldexp(p, -e)
+        scale = np.mean(np.square(t))
+        if scale == 0.0:
+            return None
+        return _finite_or_none(1.0 - np.mean(np.square(t - p)) / scale)
 
 
 def absolute_dev_explained(true: ArrayLike, predicted: ArrayLike) -> float | None:
@@ -65,10 +80,17 @@ def absolute_dev_explained(true: ArrayLike, predicted: ArrayLike) -> float | Non
     t, p = _pair(true, predicted)
     if t.size == 0:
         return None
-    scale = np.mean(np.abs(t))
-    if scale == 0.0:
-        return None
-    return _finite_or_none(1.0 - np.mean(np.abs(t - p)) / scale)
+    with np.errstate(over="ignore", invalid="ignore"):  # as in rsquared
+        e = _exponent(t)
+        t, p = np.ldexp(t, -e), np.ldexp(p, -e)
+        scale = np.mean(np.abs(t))
+        if scale == 0.0:
+            return None
+        return _finite_or_none(1.0 - np.mean(np.abs(t - p)) / scale)
+
+
+# Above this, 10 x an activation up to the maximum could overflow.
+_HUGE_MAX = np.finfo(np.float64).max / 16
 
 
 def normalize_activations(values: ArrayLike, max_activation: float) -> list[int]:
@@ -76,7 +98,13 @@ def normalize_activations(values: ArrayLike, max_activation: float) -> list[int]
     v = np.asarray(values, dtype=np.float64)
     if not max_activation > 0:
         return [0] * v.size
-    scaled = np.floor(10.0 * np.maximum(v, 0.0) / max_activation)
+    if max_activation > _HUGE_MAX:
+        # Both divided by 16, exactly: 10 x a value near the float maximum stays finite.
+        v, max_activation = v / 16, max_activation / 16
+    # Past 10 the quotient is capped, so one that overflows to inf (a tiny maximum, a huge
+    # value) is as good as any.
+    with np.errstate(over="ignore"):
+        scaled = np.floor(10.0 * np.maximum(v, 0.0) / max_activation)
     return [int(x) for x in np.minimum(scaled, 10)]
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterable
 
 
 @dataclass(frozen=True)
@@ -16,3 +17,8 @@ class ActivationRecord:
     @property
     def max_value(self) -> float:
         return max(self.values) if self.values else 0.0
+
+
+def to_records(texts: Iterable[Any]) -> list[ActivationRecord]:
+    """Records copied from anything with `tokens` and `values` (the API's ActivationText)."""
+    return [ActivationRecord(list(t.tokens), list(t.values)) for t in texts]

@@ -382,6 +382,7 @@ def test_health_names_the_default_simulator(client):
     assert body["status"] == "ok"
     assert body["simulator"]["default"] == "offline" and body["simulator"]["offline"] is True
     assert body["llm_configured"] is False
+    assert body["search_caps"] == {"max_rounds": 10, "max_llm_calls": 300, "max_tokens": 500_000}
 
 
 def test_configuring_an_llm_makes_it_the_default(make_client):

@@ -87,6 +87,16 @@ def test_pearson_non_finite_input_is_none():
     assert pearson([1, 2, float("nan")], [1, 2, 3]) is None
 
 
+# Squares of 1e200 overflowed (and of 1e-200 flushed to zero): the norms came out inf or 0
+# and the correlation None, with a RuntimeWarning, where it is defined.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("t_scale", [1.0, 1e-200, 1e200, 1e307])
+@pytest.mark.parametrize("p_scale", [1.0, 1e-200, 1e200])
+def test_pearson_of_extreme_scales_is_the_correlation(t_scale, p_scale):
+    t, p = np.array([1.0, 2.0, 0.0, 3.5]), np.array([1.0, 3.0, 1.0, 2.0])
+    assert pearson(t * t_scale, p * p_scale) == pytest.approx(pearson(t, p), abs=1e-12)
+
+
 def test_pearson_returns_python_float():
     r = pearson(np.array([1.0, 2.0, 4.0]), np.array([1.0, 3.0, 2.0]))
     assert type(r) is float
@@ -162,6 +172,33 @@ def test_absolute_dev_explained_all_zero_truth_is_none(predicted):
 
 def test_absolute_dev_explained_empty_is_none():
     assert absolute_dev_explained([], []) is None
+
+
+# Activations far from 1 are still numbers: 1e200 squared overflowed to inf and 1e-200
+# squared to zero, so R^2 came out None (undefined) where it is defined.
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("score", [rsquared, absolute_dev_explained])
+@pytest.mark.parametrize("scale", [1e-200, 1e200, 1e307])
+def test_scores_of_extreme_scales_equal_those_of_ordinary_ones(score, scale):
+    t, p = np.array([1.0, 2.0, 3.0, 0.5]), np.array([1.5, 2.0, 2.0, 0.0])
+    assert score(t * scale, p * scale) == pytest.approx(score(t, p), abs=1e-12)
+    assert score([3.0 * scale], [0.0]) == pytest.approx(0.0, abs=1e-15)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_absolute_dev_explained_when_the_sum_of_the_truth_overflows():
+    assert absolute_dev_explained([1e308, 1.5e308], [0.0, 0.0]) == pytest.approx(0.0, abs=1e-15)
+    assert absolute_dev_explained([1e308, 1.5e308], [1e308, 1.5e308]) == 1.0
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("score", [rsquared, absolute_dev_explained])
+def test_a_score_too_negative_for_a_float_is_none_without_warnings(score):
+    # R^2 = 1 - 1e602: defined, but not a float. abs-dev (1 - 1e301) still is one.
+    if score is rsquared:
+        assert score([1e-300], [10.0]) is None
+    else:
+        assert score([1e-300], [10.0]) == pytest.approx(-1e301, rel=1e-12)
 
 
 # --- shared behaviour -----------------------------------------------------------------
@@ -288,6 +325,18 @@ def test_normalize_returns_python_ints():
 def test_normalize_empty():
     assert normalize_activations([], 1.0) == []
     assert normalize_activations([], 0.0) == []
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_normalize_near_the_float_maximum():
+    # 10 x 5e307 overflows to inf; the quotient 5e307 / 1e308 x 10 is 5.
+    assert normalize_activations([5e307, 1e308, 1.7e308, -1e308, 1e-300], 1e308) == [5, 10, 10, 0, 0]
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_normalize_by_a_tiny_max_caps_without_warnings():
+    # 10 / 1e-320 overflows to inf: capped at 10 like any quotient past it.
+    assert normalize_activations([1.0, 1e308, 0.0], 1e-320) == [10, 10, 0]
 
 
 def test_pooled_correlation_checks_each_text_length():

@@ -344,6 +344,7 @@ def test_search_disabled_by_the_server_is_a_400(make_client):
     client = make_client(search_max_rounds=0)
     response = client.post("/explain", json={"activations": TEXTS, "strategy": "search"})
     assert_error(response, 400, "invalid_request", "SEARCH_MAX_ROUNDS")
+    assert strict_json(client.get("/health"))["search_caps"]["max_rounds"] == 0
 
 
 @pytest.mark.parametrize(

@@ -28,6 +28,7 @@ from llm.errors import LLMError
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
 from scorer.judge import DETECTION, LLMJudge, OfflineJudge, build_messages, render_text
+from scorer.records import to_records
 from scorer.scorers.simulation import score_explanation
 
 # The budget a request gets when it names none; each is also capped by the server's
@@ -86,10 +87,6 @@ def judge_forecast(texts: Sequence[Sequence[str]], batch_size: int) -> Cost:
     return Cost(calls_per_evaluation(len(texts), batch_size), tokens)
 
 
-def _records(texts: Sequence[Any]) -> list[ActivationRecord]:
-    return [ActivationRecord(list(t.tokens), list(t.values)) for t in texts]
-
-
 def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict:
     """The /explain response for `strategy: "search"` (`req` is api.ExplainRequest).
 
@@ -104,7 +101,7 @@ def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict
         )
     budget = SearchBudget.from_request(req, settings)
     # Every text is evaluated; the caller's random or low texts are contrast candidates too.
-    records = _records(req.activations) + _records(req.random_activations)
+    records = to_records(req.activations) + to_records(req.random_activations)
     scale = neuron_max(records, req.max_activation)  # NothingToExplain when nothing activates
 
     backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from explainer.records import NormalizedRecord
-from explainer.styles.base import HIGH_LIST_LABEL, PromptStyle, excerpt_lines, high_tokens, highlighted_text
+from explainer.styles.base import HIGH_LIST_LABEL, PromptStyle, highlights_then_list
 from explainer.styles.highlight import LAYOUT as HIGHLIGHT_LAYOUT
 
 
@@ -16,8 +16,4 @@ class AvhsStyle(PromptStyle):
     )
 
     def render(self, records: Sequence[NormalizedRecord], threshold: int) -> str:
-        listed = ", ".join(f"{token} ({value})" for token, value in high_tokens(records, threshold))
-        return (
-            f"{excerpt_lines([highlighted_text(r, threshold) for r in records])}\n\n"
-            f"{HIGH_LIST_LABEL} {listed}"
-        )
+        return highlights_then_list(records, threshold, lambda token, value: f"{token} ({value})")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from explainer.fewshot import FewShotExample
 from explainer.records import NormalizedRecord
@@ -99,6 +99,17 @@ def high_tokens(records: Sequence[NormalizedRecord], threshold: int) -> list[tup
 
 def excerpt_lines(texts: Sequence[str]) -> str:
     return "\n".join(f"Excerpt {n}: {text.lstrip(' ')}" for n, text in enumerate(texts, 1))
+
+
+def highlights_then_list(
+    records: Sequence[NormalizedRecord], threshold: int, show: Callable[[str, int], str]
+) -> str:
+    """The highlighted excerpts, then a line listing the high tokens, each as `show(token, value)`."""
+    listed = ", ".join(show(token, value) for token, value in high_tokens(records, threshold))
+    return (
+        f"{excerpt_lines([highlighted_text(r, threshold) for r in records])}\n\n"
+        f"{HIGH_LIST_LABEL} {listed}"
+    )
 
 
 class PromptStyle:

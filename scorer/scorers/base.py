@@ -9,7 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from llm.errors import UpstreamError
 from llm.usage import Usage
+from scorer import math
 from scorer.records import ActivationRecord
 from scorer.simulators.base import TextFailure
 
@@ -46,6 +48,11 @@ class Scorer(Protocol):
         ...
 
 
+def scored_by(component) -> dict:
+    """A judge or embedder as the response names it: its name, model, and whether it is offline."""
+    return {"name": component.name, "model": component.model, "offline": component.offline}
+
+
 def request_max(records: Sequence[ActivationRecord]) -> float:
     return max((r.max_value for r in records), default=0.0)
 
@@ -79,6 +86,33 @@ def split_classes(
     return labels, cut
 
 
+def class_details(fraction: float, cut: float, labels: Sequence[bool]) -> dict:
+    """How `split_classes` split the texts, for a result's details."""
+    return {
+        "activation_threshold": fraction,
+        "activation_cut": cut,
+        "activating_texts": sum(labels),
+        "non_activating_texts": len(labels) - sum(labels),
+    }
+
+
 def all_failed(scorer: str, failures: Sequence[TextFailure]) -> str:
     reasons = "; ".join(f"[{f.index}] {f.reason}" for f in list(failures)[:5])
     return f"the {scorer} judge failed on every text: {reasons}"
+
+
+def judged_accuracy(
+    scorer: str,
+    labels: Sequence[bool],
+    answers: Sequence[bool | None],
+    failures: Sequence[TextFailure],
+) -> tuple[float | None, int]:
+    """The balanced accuracy of a yes/no judge over the texts it answered, and how many it answered.
+
+    Unanswered texts are left out, never counted as "no"; with none answered there is
+    no score, and the judge's reasons go up as an UpstreamError.
+    """
+    answered = [(y, a) for y, a in zip(labels, answers) if a is not None]
+    if not answered:
+        raise UpstreamError(all_failed(scorer, failures))
+    return math.balanced_accuracy([y for y, _ in answered], [a for _, a in answered]), len(answered)

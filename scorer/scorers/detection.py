@@ -12,10 +12,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from llm.errors import UpstreamError
 from scorer import math
 from scorer.records import ActivationRecord
-from scorer.scorers.base import ScorerResult, all_failed, split_classes
+from scorer.scorers.base import ScorerResult, class_details, judged_accuracy, scored_by, split_classes
 
 METRIC = "balanced_accuracy"
 DEFAULT_ACTIVATION_THRESHOLD = 0.3
@@ -56,7 +55,7 @@ class DetectionScorer:
     def __init__(self, judge, *, activation_threshold: float = DEFAULT_ACTIVATION_THRESHOLD) -> None:
         self.judge = judge
         self.activation_threshold = activation_threshold
-        self.scored_by = {"name": judge.name, "model": judge.model, "offline": judge.offline}
+        self.scored_by = scored_by(judge)
 
     def score(
         self,
@@ -68,10 +67,7 @@ class DetectionScorer:
         records = list(records)
         labels, cut = split_classes(records, self.activation_threshold, self.name)
         run = self.judge(explanation, [r.tokens for r in records], deadline=deadline)
-        answered = [(y, a) for y, a in zip(labels, run.answers) if a is not None]
-        if not answered:
-            raise UpstreamError(all_failed(self.name, run.failures))
-        score = math.balanced_accuracy([y for y, _ in answered], [a for _, a in answered])
+        score, texts_scored = judged_accuracy(self.name, labels, run.answers, run.failures)
         per_text = [
             {
                 "index": i,
@@ -92,11 +88,8 @@ class DetectionScorer:
             failures=run.failures,
             usage=run.usage,
             details={
-                "activation_threshold": self.activation_threshold,
-                "activation_cut": cut,
-                "activating_texts": sum(labels),
-                "non_activating_texts": len(labels) - sum(labels),
-                "texts_scored": len(answered),
+                **class_details(self.activation_threshold, cut, labels),
+                "texts_scored": texts_scored,
                 **classification_details(labels, run.answers),
                 "auc_from_probabilities": probability_auc(labels, run.answers, run.probabilities),
             },

@@ -17,7 +17,7 @@ import numpy as np
 from llm.errors import UpstreamError
 from scorer import math
 from scorer.records import ActivationRecord
-from scorer.scorers.base import ScorerResult, split_classes
+from scorer.scorers.base import ScorerResult, class_details, scored_by, split_classes
 from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, label_name
 from scorer.similarity import cosines
 
@@ -35,7 +35,7 @@ class EmbeddingScorer:
     def __init__(self, embedder, *, activation_threshold: float = DEFAULT_ACTIVATION_THRESHOLD) -> None:
         self.embedder = embedder
         self.activation_threshold = activation_threshold
-        self.scored_by = {"name": embedder.name, "model": embedder.model, "offline": embedder.offline}
+        self.scored_by = scored_by(embedder)
 
     def score(
         self,
@@ -64,10 +64,7 @@ class EmbeddingScorer:
             per_text=per_text,
             usage=result.usage,
             details={
-                "activation_threshold": self.activation_threshold,
-                "activation_cut": cut,
-                "activating_texts": sum(labels),
-                "non_activating_texts": len(labels) - sum(labels),
+                **class_details(self.activation_threshold, cut, labels),
                 "texts_scored": len(records),
             },
         )

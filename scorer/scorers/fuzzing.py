@@ -15,10 +15,8 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from llm.errors import UpstreamError
-from scorer import math
 from scorer.records import ActivationRecord
-from scorer.scorers.base import ScorerInputError, ScorerResult, all_failed, request_max
+from scorer.scorers.base import ScorerInputError, ScorerResult, judged_accuracy, request_max, scored_by
 from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, classification_details
 from scorer.simulators.base import TextFailure
 
@@ -78,7 +76,7 @@ class FuzzingScorer:
         self.activation_threshold = activation_threshold
         self.random_fraction = random_fraction
         self.seed = seed
-        self.scored_by = {"name": judge.name, "model": judge.model, "offline": judge.offline}
+        self.scored_by = scored_by(judge)
 
     def score(
         self,
@@ -105,10 +103,7 @@ class FuzzingScorer:
         # The judge numbers the texts it saw; the response numbers the request's.
         failures = [TextFailure(index=judged[f.index], reason=f.reason) for f in run.failures]
         labels = [plan[i][0] == CORRECT for i in judged]
-        answered = [(y, a) for y, a in zip(labels, run.answers) if a is not None]
-        if not answered:
-            raise UpstreamError(all_failed(self.name, failures))
-        score = math.balanced_accuracy([y for y, _ in answered], [a for _, a in answered])
+        score, texts_scored = judged_accuracy(self.name, labels, run.answers, failures)
 
         probabilities = run.probabilities or [None] * len(judged)
         by_text = {i: (a, p) for i, a, p in zip(judged, run.answers, probabilities)}
@@ -142,7 +137,7 @@ class FuzzingScorer:
                 "seed": self.seed,
                 "correctly_marked_texts": sum(labels),
                 "randomly_marked_texts": len(labels) - sum(labels),
-                "texts_scored": len(answered),
+                "texts_scored": texts_scored,
                 **classification_details(labels, run.answers),
             },
         )

@@ -14,13 +14,13 @@ from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     EXPLANATION_PREFIX,
     FEW_SHOT_EXAMPLES,
-    LogprobsUnsupported,
+    LogprobSimulator,
     ParseError,
-    PerTextSimulator,
     clean_explanation,
     digit_distribution,
     expected_value,
     render_token,
+    require_top_logprobs,
 )
 
 PLACEHOLDER = "unknown"
@@ -59,13 +59,12 @@ def build_prompt(explanation: str, tokens: list[str]) -> str:
 
 
 def parse_answer(completion: Completion, tokens: list[str]) -> SequenceSimulation:
-    logprobs = completion.logprobs
-    if not logprobs or not any(item.top for item in logprobs):
-        raise LogprobsUnsupported(
-            "the backend returned no prompt logprobs for an echoed completion; the "
-            "'all_at_once' format needs a server that does (e.g. vLLM), use 'batched', "
-            "'json' or 'logprob' otherwise"
-        )
+    logprobs = require_top_logprobs(
+        completion,
+        "the backend returned no prompt logprobs for an echoed completion; the "
+        "'all_at_once' format needs a server that does (e.g. vLLM), use 'batched', "
+        "'json' or 'logprob' otherwise",
+    )
     expected, values, probabilities = [], [], []
     for k, item in enumerate(logprobs):
         if item.token.strip() != PLACEHOLDER:
@@ -98,9 +97,10 @@ def parse_answer(completion: Completion, tokens: list[str]) -> SequenceSimulatio
     )
 
 
-class AllAtOnceSimulator(PerTextSimulator):
+class AllAtOnceSimulator(LogprobSimulator):
     name = "all_at_once"
     version = "1"
+    default_top_logprobs = 15
 
     def __init__(
         self,
@@ -109,18 +109,13 @@ class AllAtOnceSimulator(PerTextSimulator):
         cache=None,
         concurrency=8,
         *,
-        logprobs: int = 15,
+        logprobs: int | None = None,
         max_tokens: int = 1,
         max_attempts: int = 2,
     ):
-        super().__init__(backend, model, cache, concurrency, max_attempts=max_attempts)
-        self.logprobs = logprobs
+        super().__init__(backend, model, cache, concurrency, top_logprobs=logprobs, max_attempts=max_attempts)
         # Some servers refuse max_tokens=0; one generated token costs next to nothing.
         self.max_tokens = max_tokens
-
-    @property
-    def format_id(self) -> str:
-        return f"{self.name}/v{self.version}/top{self.logprobs}"
 
     def _request(self, explanation, tokens, rejection, deadline) -> Completion:
         # Nothing is generated, so a note to the model cannot help; the retry is
@@ -130,7 +125,7 @@ class AllAtOnceSimulator(PerTextSimulator):
             model=self.model,
             max_tokens=self.max_tokens,
             echo=True,
-            logprobs=self.logprobs,
+            logprobs=self.top_logprobs,
             deadline=deadline,
         )
 

@@ -16,6 +16,11 @@ class TextFailure:
     reason: str
 
 
+def failures_to_dicts(failures: Sequence[TextFailure]) -> list[dict]:
+    """The failures as a response lists them."""
+    return [{"index": f.index, "reason": f.reason} for f in failures]
+
+
 @dataclass
 class SimulationRun:
     """One simulator pass over a request's texts.

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from llm.backend import ChatBackend
-from llm.cache import NullCache
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer.simulation import SequenceSimulation
@@ -33,14 +32,13 @@ from scorer.simulators.base import SimulationRun, TextFailure
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
     MAX_OUTPUT_TOKENS,
-    cache_parts,
+    LLMSimulator,
     check_deadline,
     clean_explanation,
     numbered_lines,
     parse_activation,
     rejection_note,
     run_parallel,
-    simulation_from_cache,
     simulation_to_cache,
 )
 
@@ -130,7 +128,7 @@ class _Outcome:
     usage: Usage
 
 
-class BatchedSimulator:
+class BatchedSimulator(LLMSimulator):
     name = "batched"
     version = "1"
 
@@ -146,18 +144,12 @@ class BatchedSimulator:
         max_attempts: int = 2,
         max_output_tokens: int = MAX_OUTPUT_TOKENS,
     ) -> None:
-        self.backend = backend
-        self.model = model
-        self.cache = cache if cache is not None else NullCache()
-        self.concurrency = max(1, int(concurrency))
+        super().__init__(
+            backend, model, cache, concurrency,
+            max_attempts=max_attempts, max_output_tokens=max_output_tokens,
+        )
         self.batch_size = max(1, int(batch_size))
         self.max_batch_tokens = max(1, int(max_batch_tokens))
-        self.max_attempts = max(1, int(max_attempts))
-        self.max_output_tokens = max(1, int(max_output_tokens))
-
-    @property
-    def format_id(self) -> str:
-        return f"{self.name}/v{self.version}"
 
     def simulate(
         self,
@@ -168,17 +160,7 @@ class BatchedSimulator:
     ) -> SimulationRun:
         check_deadline(deadline)
         texts = [list(t) for t in texts]
-        simulations: list[SequenceSimulation | None] = [None] * len(texts)
-        usage = Usage()
-        keys = [cache_parts(self.backend, self.model, self.format_id, explanation, t) for t in texts]
-        todo = []
-        for i, tokens in enumerate(texts):
-            hit = simulation_from_cache(self.cache.get(keys[i]), tokens)
-            if hit is None:
-                todo.append(i)
-            else:
-                simulations[i] = hit
-                usage.cache_hits += 1
+        keys, simulations, todo, usage = self._from_cache(explanation, texts)
 
         reasons: dict[int, str] = {}
         rejection: str | None = None

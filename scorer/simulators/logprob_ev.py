@@ -15,16 +15,15 @@ from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
-    MAX_OUTPUT_TOKENS,
-    LogprobsUnsupported,
+    LogprobSimulator,
     ParseError,
-    PerTextSimulator,
     clean_explanation,
     digit_distribution,
     expected_value,
     numbered_lines,
     parse_activation,
     rejection_note,
+    require_top_logprobs,
 )
 
 SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Read the explanation of what the neuron does, then predict the neuron's activation on every token of the text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0.
@@ -59,12 +58,11 @@ def build_messages(explanation: str, tokens: list[str], rejection: str | None = 
 def parse_answer(completion: Completion, tokens: list[str]) -> SequenceSimulation:
     """Expected values per token from the generated `index:value` lines and their logprobs."""
     n_tokens = len(tokens)
-    logprobs = completion.logprobs
-    if not logprobs or not any(item.top for item in logprobs):
-        raise LogprobsUnsupported(
-            "the backend returned no top_logprobs for the chat answer; the 'logprob' format "
-            "needs a server that does (use 'batched' or 'json' otherwise)"
-        )
+    logprobs = require_top_logprobs(
+        completion,
+        "the backend returned no top_logprobs for the chat answer; the 'logprob' format "
+        "needs a server that does (use 'batched' or 'json' otherwise)",
+    )
     # Offsets come from the tokens themselves, so text and logprobs cannot drift apart.
     starts, pieces, length = [], [], 0
     for item in logprobs:
@@ -117,31 +115,9 @@ def _value_at(logprobs, starts, text, match) -> tuple[float, list[float], list[f
     )
 
 
-class LogprobEVSimulator(PerTextSimulator):
+class LogprobEVSimulator(LogprobSimulator):
     name = "logprob"
     version = "1"
-
-    def __init__(
-        self,
-        backend,
-        model,
-        cache=None,
-        concurrency=8,
-        *,
-        top_logprobs: int = 20,
-        max_attempts: int = 2,
-        max_output_tokens: int = MAX_OUTPUT_TOKENS,
-    ):
-        super().__init__(
-            backend, model, cache, concurrency,
-            max_attempts=max_attempts, max_output_tokens=max_output_tokens,
-        )
-        # OpenAI allows up to 20; the values 0-10 need 11 to be all seen.
-        self.top_logprobs = top_logprobs
-
-    @property
-    def format_id(self) -> str:
-        return f"{self.name}/v{self.version}/top{self.top_logprobs}"
 
     def _request(self, explanation, tokens, rejection, deadline) -> Completion:
         return self.backend.chat(

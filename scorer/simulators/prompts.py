@@ -184,6 +184,14 @@ def expected_value(distribution: Mapping[int, float]) -> float:
     return clamp(sum(v * p for v, p in distribution.items()))
 
 
+def require_top_logprobs(completion: Completion, unsupported: str) -> list:
+    """The completion's logprobs; LogprobsUnsupported(`unsupported`) when none has top alternatives."""
+    logprobs = completion.logprobs
+    if not logprobs or not any(item.top for item in logprobs):
+        raise LogprobsUnsupported(unsupported)
+    return logprobs
+
+
 # -- cache ------------------------------------------------------------------------
 
 
@@ -265,12 +273,11 @@ def run_parallel(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-class PerTextSimulator:
-    """An LLM simulator that asks once per text: cache, parallelism, one retry, failures.
+class LLMSimulator:
+    """What every LLM simulator holds (backend, model, cache, concurrency, attempts, output cap)
+    and how each simulation starts: the cache keys, and the texts the cache already answers.
 
-    Subclasses set `name` and `version` and implement `_request` (one backend
-    call for one text) and `_parse` (its answer into a SequenceSimulation, or
-    ParseError).
+    Subclasses set `name` and `version` and implement `simulate`.
     """
 
     name = ""
@@ -298,14 +305,11 @@ class PerTextSimulator:
         """Names the prompt and parser in the cache key; bump `version` when either changes."""
         return f"{self.name}/v{self.version}"
 
-    def simulate(
-        self,
-        explanation: str,
-        texts: Sequence[Sequence[str]],
-        *,
-        deadline: float | None = None,
-    ) -> SimulationRun:
-        check_deadline(deadline)
+    def _from_cache(
+        self, explanation: str, texts: Sequence[Sequence[str]]
+    ) -> tuple[list[dict[str, Any]], list[SequenceSimulation | None], list[int], Usage]:
+        """Per text its cache key and cached simulation (None on a miss), the indices of the
+        misses, and a usage that counts the hits."""
         simulations: list[SequenceSimulation | None] = [None] * len(texts)
         usage = Usage()
         keys = [cache_parts(self.backend, self.model, self.format_id, explanation, t) for t in texts]
@@ -317,7 +321,26 @@ class PerTextSimulator:
             else:
                 simulations[i] = hit
                 usage.cache_hits += 1
+        return keys, simulations, todo, usage
 
+
+class PerTextSimulator(LLMSimulator):
+    """An LLM simulator that asks once per text: cache, parallelism, one retry, failures.
+
+    Subclasses set `name` and `version` and implement `_request` (one backend
+    call for one text) and `_parse` (its answer into a SequenceSimulation, or
+    ParseError).
+    """
+
+    def simulate(
+        self,
+        explanation: str,
+        texts: Sequence[Sequence[str]],
+        *,
+        deadline: float | None = None,
+    ) -> SimulationRun:
+        check_deadline(deadline)
+        keys, simulations, todo, usage = self._from_cache(explanation, texts)
         results = run_parallel(
             lambda i: self._simulate_text(explanation, list(texts[i]), deadline),
             todo,
@@ -363,3 +386,29 @@ class PerTextSimulator:
 
     def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
         raise NotImplementedError
+
+
+class LogprobSimulator(PerTextSimulator):
+    """A per-text simulator that reads each value's odds from the backend's top alternatives.
+
+    How many alternatives it asks for is part of its format (and of the cache key).
+    """
+
+    default_top_logprobs = 20  # OpenAI allows up to 20; the values 0-10 need 11 to be all seen
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        model: str,
+        cache: Any = None,
+        concurrency: int = 8,
+        *,
+        top_logprobs: int | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(backend, model, cache, concurrency, **options)
+        self.top_logprobs = self.default_top_logprobs if top_logprobs is None else top_logprobs
+
+    @property
+    def format_id(self) -> str:
+        return f"{super().format_id}/top{self.top_logprobs}"
