@@ -11,6 +11,8 @@ from typing import Any, Mapping
 
 from dotenv import dotenv_values
 
+from llm.pricing import Prices, parse_prices
+
 OFFLINE = "offline"
 OPENAI = "openai"
 EMBEDDING_BACKENDS = ("local", OPENAI)
@@ -66,6 +68,10 @@ class Settings:
     embedding_backend: str = "local"
     embedding_model: str = "text-embedding-3-small"  # with "openai"
 
+    # US dollars per million tokens, input/output, per model: "gpt-4o-mini=0.15/0.60,...".
+    # Responses then carry usage.estimated_cost_usd; empty: no estimates.
+    model_prices: str = ""
+
     log_level: str = "INFO"
 
     # Production hardening (observability.py, ratelimit.py, proxy.py).
@@ -82,10 +88,18 @@ class Settings:
     metrics_require_key: bool = False
 
     def __post_init__(self) -> None:
+        try:
+            parse_prices(self.model_prices)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         if self.embedding_backend not in ("", *EMBEDDING_BACKENDS):  # "": local
             raise ConfigError(
                 f"EMBEDDING_BACKEND={self.embedding_backend!r}; one of {', '.join(EMBEDDING_BACKENDS)}"
             )
+
+    @property
+    def prices(self) -> Prices:
+        return parse_prices(self.model_prices)
 
     @property
     def llm_configured(self) -> bool:

@@ -61,14 +61,7 @@ class Runtime:
                 return None
             from llm.openai_backend import OpenAIBackend
 
-            s = self.settings
-            return OpenAIBackend(
-                api_key=s.openai_api_key or None,
-                base_url=s.openai_base_url or None,
-                connect_timeout=s.llm_connect_timeout,
-                read_timeout=s.llm_read_timeout,
-                max_retries=s.llm_max_retries,
-            )
+            return OpenAIBackend.from_settings(self.settings)
 
         return self._once("backend", build)
 

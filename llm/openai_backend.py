@@ -21,6 +21,7 @@ import openai
 
 from llm.backend import Completion, TokenLogprob
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
+from llm.pricing import Prices, estimate_cost
 from llm.tokens import count_message_tokens, count_tokens
 from llm.usage import Usage
 
@@ -58,6 +59,7 @@ class OpenAIBackend:
         max_retry_after: float = 60.0,
         sleep: Callable[[float], None] = time.sleep,
         client: Any = None,
+        prices: Prices | None = None,
     ) -> None:
         if not api_key and not base_url:
             raise BackendUnavailable(
@@ -71,6 +73,7 @@ class OpenAIBackend:
         self.backoff_max = backoff_max
         self.max_retry_after = max_retry_after
         self._sleep = sleep
+        self._prices = prices or {}
         self._secret = api_key
         self._client = client or openai.OpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
@@ -87,6 +90,7 @@ class OpenAIBackend:
             connect_timeout=settings.llm_connect_timeout,
             read_timeout=settings.llm_read_timeout,
             max_retries=settings.llm_max_retries,
+            prices=settings.prices,
         )
 
     @property
@@ -138,7 +142,7 @@ class OpenAIBackend:
                 for item in content
             ]
         usage = self._usage(
-            response, lambda: count_message_tokens(messages), lambda: count_tokens(text)
+            response, model, lambda: count_message_tokens(messages), lambda: count_tokens(text)
         )
         return Completion(text=text, usage=usage, logprobs=logprobs, model=response.model)
 
@@ -183,7 +187,7 @@ class OpenAIBackend:
                     )
                 )
         generated = text[len(prompt):] if echo and text.startswith(prompt) else text
-        usage = self._usage(response, lambda: count_tokens(prompt), lambda: count_tokens(generated))
+        usage = self._usage(response, model, lambda: count_tokens(prompt), lambda: count_tokens(generated))
         return Completion(text=text, usage=usage, logprobs=token_logprobs, model=response.model)
 
     def embed(self, texts: Any, model: str, deadline: float | None = None) -> Any:
@@ -226,7 +230,9 @@ class OpenAIBackend:
             estimated = tokens is None
             if estimated:
                 tokens = _estimate(lambda: sum(count_tokens(t) for t in inputs))
-            usage = usage + Usage(llm_calls=1, prompt_tokens=int(tokens), estimated=estimated)
+            call = Usage(llm_calls=1, prompt_tokens=int(tokens), estimated=estimated)
+            call.cost_usd = estimate_cost(call, model, self._prices)
+            usage = usage + call
         width = len(rows[sent[0]]) if sent else 0
         vectors = np.zeros((len(texts), width), dtype=np.float32)
         for i in sent:
@@ -331,7 +337,11 @@ class OpenAIBackend:
         return _KEY_PATTERN.sub("[redacted]", text)
 
     def _usage(
-        self, response: Any, prompt_estimate: Callable[[], int], completion_estimate: Callable[[], int]
+        self,
+        response: Any,
+        model: str,
+        prompt_estimate: Callable[[], int],
+        completion_estimate: Callable[[], int],
     ) -> Usage:
         usage = getattr(response, "usage", None)
         prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
@@ -341,12 +351,14 @@ class OpenAIBackend:
             prompt, estimated = _estimate(prompt_estimate), True
         if completion is None:
             completion, estimated = _estimate(completion_estimate), True
-        return Usage(
+        call = Usage(
             llm_calls=1,
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
             estimated=estimated,
         )
+        call.cost_usd = estimate_cost(call, model, self._prices)
+        return call
 
 
 def _estimate(count: Callable[[], int]) -> int:

@@ -12,6 +12,8 @@ class Usage:
     cache_hits: int = 0
     # True when some token counts are tiktoken estimates (the server sent no `usage`).
     estimated: bool = False
+    # US dollars, from MODEL_PRICES; None when some call's model has no price.
+    cost_usd: float | None = None
 
     def __add__(self, other: "Usage") -> "Usage":
         return Usage(
@@ -20,6 +22,7 @@ class Usage:
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cache_hits=self.cache_hits + other.cache_hits,
             estimated=self.estimated or other.estimated,
+            cost_usd=_add_costs(self, other),
         )
 
     @property
@@ -27,4 +30,14 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "total_tokens": self.total_tokens}
+        out = asdict(self)
+        out["estimated_cost_usd"] = out.pop("cost_usd")
+        return {**out, "total_tokens": self.total_tokens}
+
+
+def _add_costs(a: Usage, b: Usage) -> float | None:
+    """A sum of costs is known only when every paid call's cost is; work without calls is free."""
+    parts = [u for u in (a, b) if u.llm_calls or u.cost_usd is not None]
+    if not parts or any(u.cost_usd is None for u in parts):
+        return None
+    return round(sum(u.cost_usd for u in parts), 8)

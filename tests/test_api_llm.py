@@ -216,3 +216,27 @@ def test_an_upstream_message_quoting_the_key_does_not_carry_it_to_the_client(mak
         response = client.post("/score", json=ANIMALS)
         assert response.status_code == 502
         assert API_KEY not in response.get_data(as_text=True)
+
+
+def test_configured_prices_give_an_estimated_cost(llm_client):
+    client = llm_client(cache_path="", model_prices="stub-model=1.0/2.0")
+    body = strict_json(client.post("/score", json=ANIMALS))
+    usage = body["usage"]
+    expected = (usage["prompt_tokens"] * 1.0 + usage["completion_tokens"] * 2.0) / 1e6
+    assert usage["estimated_cost_usd"] == pytest.approx(expected)
+    unpriced = strict_json(llm_client(cache_path="").post("/score", json=ANIMALS))
+    assert unpriced["usage"]["estimated_cost_usd"] is None
+
+
+def test_a_cached_score_has_no_paid_call_to_price(llm_client):
+    client = llm_client(model_prices="stub-model=1.0/2.0")
+    client.post("/score", json=ANIMALS)
+    again = strict_json(client.post("/score", json=ANIMALS))
+    assert again["usage"]["llm_calls"] == 0 and again["usage"]["estimated_cost_usd"] is None
+
+
+def test_bad_prices_are_a_configuration_error():
+    from config import ConfigError, Settings
+
+    with pytest.raises(ConfigError, match="MODEL_PRICES"):
+        Settings(model_prices="gpt-4o=cheap")
