@@ -219,7 +219,7 @@ class ExplainRequest(_Authenticated):
         default=1, ge=1, le=10, description="Normalised value (1-10) from which a token counts as high"
     )
     n: JsonInt = Field(default=1, ge=1, le=20, description="Candidate explanations to sample")
-    temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False, strict=True)
     max_prompt_tokens: OptionalJsonInt = Field(
         default=None, ge=1, description="Token budget of the prompt; texts are trimmed to fit"
     )

@@ -36,6 +36,8 @@ class Settings:
     simulator_model: str = "gpt-4o-mini"
     explainer_backend: str = ""
     explainer_model: str = "gpt-4o-mini"
+    # Most input tokens of one explainer prompt; texts are trimmed, then dropped, to fit.
+    explainer_max_prompt_tokens: int = 16000
 
     # Limits.
     max_content_length: int = 4 * 1024 * 1024

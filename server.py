@@ -170,8 +170,9 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
             payload = explain_with(req, runtime, deadline=deadline())
         except ExplainerError as exc:
             raise api.invalid(str(exc)) from None
-        if req.strategy == "search":
-            g.log_fields.update(strategy="search", usage=payload.get("usage"), rounds=payload.get("rounds"))
+        g.log_fields.update(strategy=req.strategy, model=payload.get("model"), usage=payload.get("usage"))
+        if "rounds" in payload:
+            g.log_fields["rounds"] = payload["rounds"]
         return respond(payload)
 
     @app.get("/health")

@@ -33,7 +33,9 @@ def explain_single(req: Any, runtime: Any, *, deadline: float | None) -> dict:
         temperature=req.temperature,
         threshold=req.threshold,
         max_activation=req.max_activation,
-        token_budget=req.max_prompt_tokens,
+        # The caller's budget, never above the server's: the prompt must fit the model.
+        token_budget=min(req.max_prompt_tokens or settings.explainer_max_prompt_tokens,
+                         settings.explainer_max_prompt_tokens),
         deadline=deadline,
         dry_run=req.dry_run,
     )

@@ -240,3 +240,27 @@ def test_bad_prices_are_a_configuration_error():
 
     with pytest.raises(ConfigError, match="MODEL_PRICES"):
         Settings(model_prices="gpt-4o=cheap")
+
+
+def test_the_servers_prompt_budget_caps_the_explainer_prompt(make_client):
+    long_text = {"tokens": [f" w{i}" for i in range(400)], "values": [float(i % 7) for i in range(400)]}
+    client = make_client(explainer_max_prompt_tokens=1500)
+    body = strict_json(
+        client.post("/explain", json={"activations": [long_text] * 3, "style": "original", "dry_run": True,
+                                      "max_prompt_tokens": 100000})
+    )
+    assert body["prompt_tokens"] <= 1500
+    unbounded = strict_json(
+        make_client().post("/explain", json={"activations": [long_text] * 3, "style": "original", "dry_run": True})
+    )
+    assert unbounded["prompt_tokens"] > 1500
+
+
+def test_explain_usage_reaches_the_request_log(llm_client, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="neuron_interp.access")
+    llm_client().post("/explain", json={"activations": ANIMALS["activations"]})
+    record = next(r for r in caplog.records if r.name == "neuron_interp.access")
+    assert record.fields["strategy"] == "single" and record.fields["model"] == "stub-model"
+    assert record.fields["llm_calls"] == 1 and record.fields["prompt_tokens"] > 0
