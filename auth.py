@@ -1,8 +1,10 @@
-"""Where a request offers SERVER_KEY, and how an offer is compared with it.
+"""Where a request offers SERVER_KEY, and how the offers are compared with it.
 
 The routes (server.py), the rate limiter's client key (ratelimit.py) and /metrics
-(observability.py) all read the offer here, so they agree on where it may be and
-in which order. No Flask: `headers` is any mapping with `.get`.
+(observability.py) all read the offers here, so they agree on where a key may be.
+Any one place may carry it (API.md): a gateway that adds its own `Authorization`
+header must not lock out a client that sends the key in the body. No Flask:
+`headers` is any mapping with `.get`.
 """
 from __future__ import annotations
 
@@ -10,32 +12,36 @@ import hmac
 from typing import Any, Callable, Mapping
 
 
-def offered_secret(headers: Mapping[str, str], body: Callable[[], Any] | None = None) -> str | None:
-    """The secret a request offers: the header `X-Secret-Key`, else `Authorization: Bearer <key>`,
-    else the JSON body's string field "secret".
+def offered_secrets(headers: Mapping[str, str], body: Callable[[], Any] | None = None) -> list[str]:
+    """Every secret a request offers: the header `X-Secret-Key`, `Authorization: Bearer <key>`,
+    and the JSON body's string field "secret".
 
-    `body` returns the parsed body; it is called only when no header offers a secret.
-    Without it (GET /metrics) only the headers count.
+    `body` returns the parsed body; without it (GET /metrics) only the headers count.
     """
+    offers = []
     header = headers.get("X-Secret-Key")
     if header:
-        return header
+        offers.append(header)
     authorization = headers.get("Authorization", "")
-    if authorization[:7].lower() == "bearer ":
-        return authorization[7:].strip()
-    if body is None:
-        return None
-    data = body()
-    secret = data.get("secret") if isinstance(data, dict) else None
-    return secret if isinstance(secret, str) and secret else None
+    if authorization[:7].lower() == "bearer " and authorization[7:].strip():
+        offers.append(authorization[7:].strip())
+    if body is not None:
+        data = body()
+        secret = data.get("secret") if isinstance(data, dict) else None
+        if isinstance(secret, str) and secret:
+            offers.append(secret)
+    return offers
 
 
-def secret_matches(offered: str | None, key: str) -> bool:
-    """Whether `offered` is `key`, compared in constant time.
+def secret_matches(offers: list[str], key: str) -> bool:
+    """Whether any offer is `key`. Each is compared in constant time, and all of them are
+    compared, so the time taken says nothing about which one was right.
 
     JSON may carry a lone surrogate ("\\ud800"): it is encoded as it is and never
     matches, rather than raising.
     """
-    if offered is None:
-        return False
-    return hmac.compare_digest(offered.encode("utf-8", "surrogatepass"), key.encode("utf-8"))
+    expected = key.encode("utf-8")
+    matched = False
+    for offer in offers:
+        matched |= hmac.compare_digest(offer.encode("utf-8", "surrogatepass"), expected)
+    return matched

@@ -497,7 +497,7 @@ def init_app(app: Flask, settings: Settings) -> None:
 
     def metrics_view():
         if require_key:
-            if not auth.secret_matches(auth.offered_secret(request.headers), settings.server_key):
+            if not auth.secret_matches(auth.offered_secrets(request.headers), settings.server_key):
                 response = jsonify(
                     {
                         "error": "missing or wrong secret: /metrics needs the header "

@@ -69,9 +69,9 @@ def address_bucket(address: str | None) -> str:
     return "addr:" + str(ip)
 
 
-def offered_secret(max_body: int) -> str | None:
-    """The secret a request offers, looked up the way server.py authenticates; never raises."""
-    return auth.offered_secret(request.headers, lambda: _small_json_body(max_body))
+def offered_secrets(max_body: int) -> list[str]:
+    """The secrets a request offers, looked up the way server.py authenticates."""
+    return auth.offered_secrets(request.headers, lambda: _small_json_body(max_body))
 
 
 def _small_json_body(max_body: int) -> Any:
@@ -96,7 +96,7 @@ def make_key_func(settings: Settings) -> Callable[[], str]:
     def client_key() -> str:
         try:
             if settings.server_key and auth.secret_matches(
-                offered_secret(settings.max_content_length), settings.server_key
+                offered_secrets(settings.max_content_length), settings.server_key
             ):
                 return bucket
             return address_bucket(request.remote_addr)

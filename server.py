@@ -100,7 +100,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     def authenticate(req: Request, body: dict) -> None:
         if not settings.server_key:
             return
-        if not auth.secret_matches(auth.offered_secret(req.headers, lambda: body), settings.server_key):
+        if not auth.secret_matches(auth.offered_secrets(req.headers, lambda: body), settings.server_key):
             raise api.ApiError(
                 401,
                 "unauthorized",

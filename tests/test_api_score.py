@@ -389,3 +389,30 @@ def test_configuring_an_llm_makes_it_the_default(make_client):
     body = strict_json(make_client(openai_base_url="http://127.0.0.1:9/v1").get("/health"))
     assert body["simulator"]["offline"] is False
     assert body["explainer"]["default_backend"] == "openai"
+
+
+@pytest.mark.parametrize(
+    "secret,headers",
+    [
+        ("s3cret-key", {"Authorization": "Bearer gateway-token"}),
+        ("s3cret-key", {"X-Secret-Key": "wrong"}),
+        ("wrong", {"Authorization": "Bearer s3cret-key"}),
+        (None, {"X-Secret-Key": "wrong", "Authorization": "Bearer s3cret-key"}),
+    ],
+)
+def test_any_one_place_may_carry_the_key_whatever_the_others_say(locked, secret, headers):
+    payload = {**NEURONPEDIA_EXAMPLE, "secret": secret} if secret else NEURONPEDIA_EXAMPLE
+    assert locked.post("/score", json=payload, headers=headers).status_code == 200
+
+
+def test_every_offer_is_compared_whichever_matches(monkeypatch):
+    import hmac
+
+    import auth
+
+    calls = []
+    real = hmac.compare_digest
+    monkeypatch.setattr(hmac, "compare_digest", lambda a, b: calls.append(1) or real(a, b))
+    offers = auth.offered_secrets({"X-Secret-Key": "k", "Authorization": "Bearer x"}, lambda: {"secret": "y"})
+    assert offers == ["k", "x", "y"]
+    assert auth.secret_matches(offers, "k") and len(calls) == 3
