@@ -47,6 +47,8 @@ class Settings:
 
     # Time: the whole request, and the LLM client's own timeouts and retries.
     request_timeout: float = 120.0
+    # Most seconds to receive a request's body (and to wait for any one read of it): 408.
+    client_body_timeout: float = 30.0
     llm_connect_timeout: float = 5.0
     llm_read_timeout: float = 60.0
     llm_max_retries: int = 2

@@ -6,6 +6,7 @@ worker timeout stays above REQUEST_TIMEOUT so a request's own deadline (a clean
 """
 import multiprocessing
 import os
+import time
 
 from dotenv import load_dotenv
 
@@ -80,3 +81,49 @@ def post_worker_init(worker):
     runtime = getattr(worker.wsgi, "extensions", {}).get("runtime")
     if runtime is not None:
         runtime.warm_up()
+
+
+_client_body_timeout = float(os.environ.get("CLIENT_BODY_TIMEOUT", 30))
+
+
+class _BodyDeadlineSocket:
+    """The request's socket as gunicorn's body reader sees it: every recv waits at most
+    until the body's deadline, so neither a silent nor a trickling client holds the thread.
+    The socket is blocking again after each recv, so writing the response is unaffected."""
+
+    def __init__(self, sock, seconds):
+        self.raw = sock
+        self.deadline = time.monotonic() + seconds
+
+    def recv(self, *args):
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("the request body did not arrive in time")
+        self.raw.settimeout(left)
+        try:
+            return self.raw.recv(*args)
+        finally:
+            self.raw.settimeout(None)
+
+    def __getattr__(self, name):
+        return getattr(self.raw, name)
+
+
+def _unreader(req):
+    unreader = getattr(req, "unreader", None)
+    return unreader if hasattr(unreader, "sock") else None
+
+
+def pre_request(worker, req):
+    """Give the body CLIENT_BODY_TIMEOUT seconds; past that the app answers 408 (slowclient.py)."""
+    unreader = _unreader(req)
+    if unreader is not None:
+        raw = getattr(unreader.sock, "raw", unreader.sock)
+        unreader.sock = _BodyDeadlineSocket(raw, _client_body_timeout)
+
+
+def post_request(worker, req, environ, resp):
+    """The next request on a kept-alive connection reads its headers from the plain socket."""
+    unreader = _unreader(req)
+    if unreader is not None and isinstance(unreader.sock, _BodyDeadlineSocket):
+        unreader.sock = unreader.sock.raw

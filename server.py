@@ -17,6 +17,7 @@ import auth
 import observability
 import proxy
 import ratelimit
+import slowclient
 from config import OFFLINE, Settings
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from runtime import Runtime
@@ -36,6 +37,7 @@ _HTTP_CODES = {
     401: "unauthorized",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     415: "unsupported_media_type",
     429: "rate_limited",
@@ -69,6 +71,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["runtime"] = runtime
+    slowclient.init_app(app, settings)
     proxy.init_app(app, settings)
     observability.init_app(app, settings)
     ratelimit.init_app(app, settings)

@@ -42,6 +42,7 @@ def service():
         "OPENAI_BASE_URL": "",
         "CACHE_PATH": "",
         "RATE_LIMIT": "",
+        "CLIENT_BODY_TIMEOUT": "2",
         "LOG_LEVEL": "WARNING",
     }
     proc = subprocess.Popen(
@@ -132,6 +133,47 @@ def test_an_oversized_body_is_refused_from_its_content_length(service):
     head, _, body = reply.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 413")
     assert json.loads(body)["code"] == "payload_too_large"
+
+
+def _partial_post(url: str, pause: float, rounds: int) -> tuple[float, bytes]:
+    """Headers for a 500-byte body, then a byte every `pause` s (or nothing when rounds is 0)."""
+    host, port = url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=20) as conn:
+        conn.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 500\r\n\r\n{"
+        )
+        try:
+            for _ in range(rounds):
+                time.sleep(pause)
+                conn.sendall(b" ")
+        except OSError:
+            pass  # the server may already have answered and closed
+        reply = b""
+        while True:
+            try:
+                chunk = conn.recv(65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            reply += chunk
+            if reply.rstrip().endswith(b"}"):
+                break
+    return time.monotonic() - started, reply
+
+
+@pytest.mark.parametrize("pause,rounds", [(0, 0), (0.25, 30)], ids=["silent", "trickling"])
+def test_a_slow_client_gets_408_and_frees_its_thread(service, pause, rounds):
+    url, _ = service
+    elapsed, reply = _partial_post(url, pause, rounds)
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408"), reply[:200]
+    assert json.loads(body)["code"] == "request_timeout"
+    assert elapsed < 6  # CLIENT_BODY_TIMEOUT is 2 s here
+    with urllib.request.urlopen(url + "/health", timeout=5) as health:
+        assert health.status == 200
 
 
 def test_explain_through_gunicorn(service):
