@@ -259,14 +259,21 @@ class ExplainRequest(_Authenticated):
     )
 
 
-def check_limits(texts: list[ActivationText], max_texts: int, max_tokens: int) -> None:
-    if len(texts) > max_texts:
-        raise too_large(f"activations: {len(texts)} texts; the limit is {max_texts}")
-    for i, text in enumerate(texts):
-        if len(text.tokens) > max_tokens:
-            raise too_large(
-                f"activations[{i}].tokens: {len(text.tokens)} tokens; the limit is {max_tokens}"
-            )
+def check_limits(
+    max_texts: int, max_tokens: int, **fields: list[ActivationText]
+) -> None:
+    """413 when the texts of all `fields` together are too many, or one text too long;
+    the message names the field as the caller sent it (`random_activations[0].tokens`)."""
+    total = sum(len(texts) for texts in fields.values())
+    if total > max_texts:
+        names = " + ".join(fields)
+        raise too_large(f"{names}: {total} texts; the limit is {max_texts}")
+    for name, texts in fields.items():
+        for i, text in enumerate(texts):
+            if len(text.tokens) > max_tokens:
+                raise too_large(
+                    f"{name}[{i}].tokens: {len(text.tokens)} tokens; the limit is {max_tokens}"
+                )
 
 
 # -- OpenAPI ----------------------------------------------------------------

@@ -17,7 +17,9 @@ def _int(name: str, default: int) -> int:
     return int(os.environ.get(name, default))
 
 
-bind = os.environ.get("BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '5000')}"
+# Loopback by default: an open service (no SERVER_KEY) is not put on the network by
+# accident. The Docker image sets BIND=0.0.0.0:5000.
+bind = os.environ.get("BIND") or f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '5000')}"
 workers = _int("WEB_CONCURRENCY", min(2, multiprocessing.cpu_count()))
 threads = _int("GUNICORN_THREADS", 8)
 worker_class = "gthread"
@@ -57,6 +59,14 @@ def on_exit(server):
 # and /metrics adds them up. Values left from an earlier run would be added too, so the
 # directory is emptied when gunicorn starts; a worker that exits is reported so that
 # its live gauges stop counting (its counters stay: they happened).
+
+
+# Several workers: /metrics must add up all of them, so multiprocess mode is the default
+# (a fresh directory per start); set PROMETHEUS_MULTIPROC_DIR to choose the directory.
+if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="neuron-interp-metrics-")
 
 
 def on_starting(server):

@@ -77,7 +77,7 @@ _USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens", "cache_hits")
 
 def request_id_from(offered: str | None) -> str:
     """The caller's request id when it is safe to echo and log, else a new one."""
-    if offered and _SANE_REQUEST_ID.fullmatch(offered):
+    if offered and _SANE_REQUEST_ID.fullmatch(offered) and not _contains_secret(offered):
         return offered
     return uuid.uuid4().hex
 

@@ -82,7 +82,7 @@ class Runtime:
         if backend is None:
             raise BackendUnavailable(
                 "no LLM backend is configured: set OPENAI_API_KEY or OPENAI_BASE_URL, "
-                f"or use the '{OFFLINE}' simulator"
+                f"or ask for the '{OFFLINE}' simulator, judge or explainer"
             )
         return backend
 

@@ -140,7 +140,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     @app.post("/score")
     def score():
         req = validated(api.ScoreRequest)
-        api.check_limits(req.activations, settings.max_texts, settings.max_tokens_per_text)
+        api.check_limits(settings.max_texts, settings.max_tokens_per_text, activations=req.activations)
         check_length("explanation", req.explanation)
         score_with = scoring.score_by_simulation if req.scorer == SIMULATION else scoring.score_by_classifier
         try:
@@ -166,7 +166,10 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     def explain_view():
         req = validated(api.ExplainRequest)
         api.check_limits(
-            req.activations + req.random_activations, settings.max_texts, settings.max_tokens_per_text
+            settings.max_texts,
+            settings.max_tokens_per_text,
+            activations=req.activations,
+            random_activations=req.random_activations,
         )
         explain_with = explain_by_search if req.strategy == "search" else explain_single
         try:

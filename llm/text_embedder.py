@@ -25,6 +25,8 @@ def _check(deadline: float | None) -> None:
         raise DeadlineExceeded("the request's deadline passed while embedding")
 
 
+_LOCAL_CHUNK = 16  # texts per model call between deadline checks (about 0.1-0.5 s each)
+
 class LocalTextEmbedder:
     """The packaged model (llm.embeddings.LocalEmbedder), shared with the offline simulator."""
 
@@ -38,13 +40,18 @@ class LocalTextEmbedder:
     def embed(self, texts: Sequence[str], deadline: float | None = None) -> Embeddings:
         from llm.embeddings import EmbedderUnavailable
 
-        _check(deadline)
+        texts = list(texts)
+        parts = []
         try:
-            rows = self.embedder.embed(list(texts))
+            # In chunks, with the deadline checked between them: 200 long texts take seconds.
+            for start in range(0, len(texts), _LOCAL_CHUNK):
+                _check(deadline)
+                parts.append(np.asarray(self.embedder.embed(texts[start : start + _LOCAL_CHUNK]), dtype=np.float32))
         except EmbedderUnavailable as exc:
             raise BackendUnavailable(f"the local embedding model cannot run: {exc}") from None
         _check(deadline)
-        return Embeddings(vectors=np.asarray(rows, dtype=np.float32), usage=Usage(), model=self.model)
+        rows = np.concatenate(parts) if parts else np.zeros((0, 0), dtype=np.float32)
+        return Embeddings(vectors=rows, usage=Usage(), model=self.model)
 
 
 class ApiTextEmbedder:

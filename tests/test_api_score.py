@@ -416,3 +416,24 @@ def test_every_offer_is_compared_whichever_matches(monkeypatch):
     offers = auth.offered_secrets({"X-Secret-Key": "k", "Authorization": "Bearer x"}, lambda: {"secret": "y"})
     assert offers == ["k", "x", "y"]
     assert auth.secret_matches(offers, "k") and len(calls) == 3
+
+
+def test_limits_name_random_activations_when_they_are_the_excess(make_client):
+    text = {"tokens": ["a", "b"], "values": [0, 1]}
+    long_text = {"tokens": ["a"] * 6, "values": [0] * 6}
+    client = make_client(max_tokens_per_text=5, max_texts=3)
+    body = assert_error(
+        client.post("/explain", json={"activations": [text], "random_activations": [long_text]}),
+        413, "payload_too_large", "random_activations[0].tokens",
+    )
+    body = assert_error(
+        client.post("/explain", json={"activations": [text, text], "random_activations": [text, text]}),
+        413, "payload_too_large", "activations + random_activations: 4 texts",
+    )
+
+
+def test_a_request_id_that_is_the_secret_is_not_echoed(locked):
+    response = locked.post("/score", json=NEURONPEDIA_EXAMPLE, headers={"X-Request-ID": "s3cret-key"})
+    assert response.status_code == 401
+    assert response.headers["X-Request-ID"] != "s3cret-key"
+    assert "s3cret-key" not in str(response.headers)

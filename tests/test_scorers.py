@@ -371,3 +371,24 @@ def test_the_backend_embeds_unit_rows_and_skips_blank_texts(make_backend):
     assert np.linalg.norm(result.vectors[0]) == pytest.approx(1.0)
     assert float(result.vectors[0] @ result.vectors[2]) == pytest.approx(1.0)
     assert result.usage.llm_calls == 1 and result.usage.prompt_tokens > 0 and not result.usage.estimated
+
+
+def test_local_embedding_stops_at_the_deadline_between_chunks():
+    import time as _time
+
+    from llm.errors import DeadlineExceeded
+    from llm.text_embedder import LocalTextEmbedder
+
+    class SlowModel:
+        name = "slow"
+        calls = 0
+
+        def embed(self, texts):
+            SlowModel.calls += 1
+            _time.sleep(0.05)
+            return np.ones((len(texts), 3), dtype=np.float32)
+
+    embedder = LocalTextEmbedder(SlowModel())
+    with pytest.raises(DeadlineExceeded):
+        embedder.embed(["text"] * 200, deadline=_time.monotonic() + 0.12)
+    assert SlowModel.calls < 200 // 16  # stopped early, not after every chunk
