@@ -205,6 +205,10 @@ class ExplainRequest(_Authenticated):
     style: Literal[STYLE_NAMES] = Field(  # type: ignore[valid-type]
         default=DEFAULT_STYLE, description="Prompt style (Lee et al. 2023)"
     )
+    simulator: Literal[SIMULATOR_NAMES] | None = Field(  # type: ignore[valid-type]
+        default=None,
+        description="Simulator that scores candidates (score: true, simulate_best); the server's default when omitted",
+    )
     explainer: Literal["offline", "openai"] | None = Field(
         default=None, description="Backend; the server's default when omitted"
     )

@@ -62,7 +62,7 @@ def _best_of_n(
     deadline: float | None,
 ) -> tuple[ExplainResult, dict]:
     """The explanation run with its candidates ranked by their held-out simulation score."""
-    simulator = runtime.simulator()
+    simulator = runtime.simulator(req.simulator)
     scoring = Usage()
 
     def simulate_and_score(explanation, heldout):

@@ -264,3 +264,18 @@ def test_explain_usage_reaches_the_request_log(llm_client, caplog):
     record = next(r for r in caplog.records if r.name == "neuron_interp.access")
     assert record.fields["strategy"] == "single" and record.fields["model"] == "stub-model"
     assert record.fields["llm_calls"] == 1 and record.fields["prompt_tokens"] > 0
+
+
+def test_best_of_n_may_score_with_another_simulator_than_the_default(make_client):
+    with StubOpenAI(ExplainAndSimulate(("fox", "table"))) as stub:
+        client = make_client(openai_base_url=stub.base_url, request_timeout=20.0)
+        texts = ANIMALS["activations"] + [{"tokens": [" a", " fox", " ran"], "values": [0, 3, 0]}]
+        body = strict_json(
+            client.post(
+                "/explain",
+                json={"activations": texts, "n": 2, "score": True, "top_k": 2, "simulator": "offline"},
+            )
+        )
+        assert body["scoring"]["simulator"]["name"] == "offline"
+        assert body["scoring"]["usage"]["llm_calls"] == 0
+        assert body["explanation"] == "fox"

@@ -187,7 +187,9 @@ def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict
     }
     simulation_usage = Usage()
     if req.simulate_best:
-        payload["simulation"], simulation_usage = _simulate(ranked[0].hypothesis, records, runtime, deadline)
+        payload["simulation"], simulation_usage = _simulate(
+            ranked[0].hypothesis, records, runtime.simulator(req.simulator), deadline
+        )
         payload["simulation_score"] = payload["simulation"]["score"]
     payload["usage"] = (result.usage + simulation_usage).to_dict()
     payload["usage_by_step"] = {
@@ -209,10 +211,9 @@ def _failures(result: SearchResult) -> dict:
 
 
 def _simulate(
-    explanation: str, records: list[ActivationRecord], runtime: Any, deadline: float | None
+    explanation: str, records: list[ActivationRecord], simulator: Any, deadline: float | None
 ) -> tuple[dict, Usage]:
-    """The simulation scorer on the best hypothesis, over every text, with the default simulator."""
-    simulator = runtime.simulator()
+    """The simulation scorer on the best hypothesis, over every text (the request's simulator, or the default)."""
     out: dict[str, Any] = {"simulator": simulator.name, "model": simulator.model}
     try:
         scored = score_explanation(explanation, records, simulator, deadline=deadline)
