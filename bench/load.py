@@ -512,9 +512,9 @@ def fault_mode(args) -> dict:
             health = json.loads(raw)
             available = health.get("simulator", {}).get("available", [])
             if args.simulator not in available:
-                print(f"faults: TODO - simulator {args.simulator!r} is not registered yet "
+                print(f"faults: unknown simulator {args.simulator!r} "
                       f"(available: {available}); nothing measured")
-                return {"todo": f"simulator {args.simulator} not registered"}
+                return {"error": f"unknown simulator {args.simulator}"}
             status, raw, _ = request(server.port, "POST", "/score", body, timeout=deadline + 10)
             if status != 200 or json.loads(raw).get("failures"):
                 print(f"faults: the healthy stub did not give a clean 200 ({status}): {raw[:300]!r}")
@@ -648,8 +648,8 @@ def shutdown_mode(args) -> dict:
         with gunicorn(2, 4, **env) as server:
             _, raw, _ = request(server.port, "GET", "/health")
             if args.simulator not in json.loads(raw).get("simulator", {}).get("available", []):
-                print(f"shutdown: TODO - simulator {args.simulator!r} is not registered yet; nothing measured")
-                return {"todo": f"simulator {args.simulator} not registered"}
+                print(f"shutdown: unknown simulator {args.simulator!r}; nothing measured")
+                return {"error": f"unknown simulator {args.simulator}"}
             outcomes: list[Outcome] = []
             lock = threading.Lock()
 
