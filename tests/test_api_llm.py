@@ -149,7 +149,7 @@ def test_a_slow_backend_is_a_504_within_the_deadline(make_client):
         client = make_client(openai_base_url=slow.base_url, request_timeout=0.8, llm_max_retries=0)
         started = time.monotonic()
         assert_error(client.post("/score", json=ANIMALS), 504, "upstream_timeout")
-        assert time.monotonic() - started < 2.5
+        assert time.monotonic() - started < 2.9  # the stub alone would take 3 s
 
 
 def test_429_with_retry_after_is_honoured_then_succeeds(make_client):

@@ -375,7 +375,8 @@ def test_a_search_near_its_deadline_stops_with_what_it_has(make_client):
         # Round 1 is kept whole; a round 2, if the clock let it start, keeps what finished in time.
         round_one = {"the text mentions a horse", "lions are present", "something striped"}
         assert round_one <= {h["hypothesis"] for h in body["hypotheses"]}
-        assert body["elapsed_ms"] < 4000 + 1000
+        # Well before a whole second round (2 s more) could have run; loose for noisy machines.
+        assert body["elapsed_ms"] < 4000 + 1800
         assert body["usage"]["llm_calls"] <= stub.calls()
 
 
