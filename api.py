@@ -7,6 +7,7 @@ Nothing here imports Flask.
 from __future__ import annotations
 
 import json
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
@@ -46,6 +47,18 @@ def too_large(message: str) -> ApiError:
 
 
 # -- JSON bodies ------------------------------------------------------------
+
+
+def finite_json(value: Any) -> Any:
+    """Replace non-finite floats by None, recursively: every JSON written is valid RFC 8259."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_json(v) for v in value]
+    return value
+
 
 
 def _reject_constant(name: str) -> Any:

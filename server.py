@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-import math as pymath
 import os
 import time
 from typing import Any
@@ -44,23 +43,12 @@ _HTTP_CODES = {
 }
 
 
-def _finite(value: Any) -> Any:
-    """Replace non-finite floats by None, recursively: every body is valid RFC 8259 JSON."""
-    if isinstance(value, float):
-        return value if pymath.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
-
-
 class StrictJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def dumps(self, obj: Any, **kwargs: Any) -> str:
         kwargs.setdefault("allow_nan", False)
-        return super().dumps(_finite(obj), **kwargs)
+        return super().dumps(api.finite_json(obj), **kwargs)
 
 
 def create_app(config: Settings | None = None, runtime: Runtime | None = None) -> Flask:

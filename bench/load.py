@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from api import finite_json  # noqa: E402
 from bench.workload import standard_request  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -724,7 +725,8 @@ def main() -> None:
     if args.mode in ("shutdown", "all"):
         report["shutdown"] = shutdown_mode(args)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2, default=str))
+        # Percentiles of empty sets are NaN: written as null, so the file is valid JSON.
+        args.json.write_text(json.dumps(finite_json(report), indent=2, default=str, allow_nan=False))
     bad = [r for r in report.get("load", []) if r["lost"] or r["wrong_count"] or not r["up"]]
     sys.exit(1 if bad else 0)
 

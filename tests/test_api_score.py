@@ -437,3 +437,12 @@ def test_a_request_id_that_is_the_secret_is_not_echoed(locked):
     assert response.status_code == 401
     assert response.headers["X-Request-ID"] != "s3cret-key"
     assert "s3cret-key" not in str(response.headers)
+
+
+def test_finite_json_turns_every_non_finite_float_into_null():
+    from api import finite_json
+
+    value = {"a": [float("nan"), 1.5, (float("inf"), {"b": float("-inf")})], "c": "NaN", "d": 3}
+    assert json.dumps(finite_json(value), allow_nan=False) == (
+        '{"a": [null, 1.5, [null, {"b": null}]], "c": "NaN", "d": 3}'
+    )
