@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 from bench.workload import puzzle_records, puzzles, standard_request, true_beats_false  # noqa: E402
 from llm.cache import NullCache, SQLiteCache  # noqa: E402
 from llm.errors import LLMError  # noqa: E402
-from llm.openai_backend import OpenAIBackend  # noqa: E402
+from llm.backends.openai import OpenAIBackend  # noqa: E402
 from scorer.math import pooled_correlation  # noqa: E402
 from scorer.simulators.all_at_once import AllAtOnceSimulator  # noqa: E402
 from scorer.simulators.batched import BatchedSimulator  # noqa: E402

@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterator
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from api import finite_json  # noqa: E402
+from web.bodies import finite_json  # noqa: E402
 from bench.workload import standard_request  # noqa: E402
 
 HOST = "127.0.0.1"
@@ -341,9 +341,9 @@ def line(name: str, s: dict) -> str:
 
 def expected_offline_score(payload: dict) -> float | None:
     """The score the service must answer, computed once in this process with the same code."""
-    from config import Settings
+    from runtime.settings import Settings
     from runtime import Runtime
-    from scorer.records import ActivationRecord
+    from core.records import ActivationRecord
     from scorer.scorers.simulation import score_explanation
 
     simulator = Runtime(Settings(cache_path="", offline_embeddings=True)).simulator("offline")

@@ -98,9 +98,9 @@ def load(url: str, body: bytes, total: int, clients: int, max_seconds: float) ->
 
 
 def puzzle_ranking() -> tuple[int, int, list[str]]:
-    from config import Settings
+    from runtime.settings import Settings
     from runtime import Runtime
-    from scorer.records import ActivationRecord
+    from core.records import ActivationRecord
     from scorer.scorers.simulation import score_explanation
 
     simulator = Runtime(Settings(cache_path="")).simulator("offline")

@@ -43,11 +43,11 @@ from bench.workload import (  # noqa: E402
     standard_request,
     true_beats_false,
 )
-from config import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from llm.errors import LLMError  # noqa: E402
 from runtime import Runtime  # noqa: E402
-from scorer.records import ActivationRecord  # noqa: E402
-from scorer.scorers import build_scorer  # noqa: E402
+from core.records import ActivationRecord  # noqa: E402
+
 from scorer.scorers.base import ScorerInputError, split_classes  # noqa: E402
 from tests.stub_openai import JudgeResponder, StubOpenAI  # noqa: E402
 
@@ -78,7 +78,7 @@ def puzzle_harness(args: argparse.Namespace) -> None:
     if runtime.embedder is not None:
         runtime.embedder.warm_up()
     load_ms = (time.perf_counter() - started) * 1000
-    scorers = {name: build_scorer(name, runtime, options) for name, options in OFFLINE_SCORERS.items()}
+    scorers = {name: runtime.scorer(name, options) for name, options in OFFLINE_SCORERS.items()}
 
     llm_runtime = None
     api_key = args.api_key if args.api_key is not None else os.environ.get("OPENAI_API_KEY", "")
@@ -88,7 +88,7 @@ def puzzle_harness(args: argparse.Namespace) -> None:
             Settings(openai_api_key=api_key, openai_base_url=base_url, simulator_model=args.model, cache_path="")
         )
         for name in ("detection", "fuzzing"):
-            scorers[f"{name}/llm"] = build_scorer(name, llm_runtime, {"judge": "openai", "model": args.model})
+            scorers[f"{name}/llm"] = llm_runtime.scorer(name, {"judge": "openai", "model": args.model})
 
     print(f"(a) puzzles: does the true explanation outscore every false one? (model load {load_ms:.0f} ms, once)")
     for name, scorer in scorers.items():
@@ -195,7 +195,7 @@ def cost(args: argparse.Namespace) -> None:
         )
         runtime = Runtime(settings)
         for label, (name, options) in runs.items():
-            scorer = build_scorer(name, runtime, {**options, "batch_size": args.batch_size})
+            scorer = runtime.scorer(name, {**options, "batch_size": args.batch_size})
             stub.reset()
             started = time.perf_counter()
             result = scorer.score(request["explanation"], records, deadline=time.monotonic() + 120)

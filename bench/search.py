@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.workload import standard_request  # noqa: E402
-from config import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from llm.tokens import count_message_tokens  # noqa: E402
 from server import create_app  # noqa: E402
 from tests.search_responder import PROPOSER_MARK, SearchResponder, numbered  # noqa: E402

@@ -29,8 +29,8 @@ from llm.backend import ChatBackend
 from llm.errors import DeadlineExceeded, UpstreamError
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
+from core.names import OFFLINE  # noqa: F401  (re-exported)
 
-OFFLINE = "offline"
 DEFAULT_MAX_TOKENS = 60  # the paper's limit; an explanation is one short phrase
 DEFAULT_TEMPERATURE = 1.0  # the paper's; best-of-n needs varied samples anyway
 ATTEMPTS_PER_CANDIDATE = 2  # an empty or unusable reply is retried once

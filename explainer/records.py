@@ -11,7 +11,7 @@ from typing import Iterable, Mapping, Sequence
 
 from explainer.errors import ExplainerError, NothingToExplain
 from scorer.math import normalize_activations
-from scorer.records import ActivationRecord  # the project's one record type, shared with scoring
+from core.records import ActivationRecord  # the project's one record type, shared with scoring
 
 # Lee et al. and Bills et al. show 5 top texts; callers may choose another number.
 DEFAULT_TOP_K = 5

@@ -1,51 +1,74 @@
-"""`POST /explain` with `strategy: "single"`: a validated request in, the response body out.
+"""`POST /explain` with `strategy: "single"`: a task in, the response body out.
 
-One prompt in the request's style, `n` candidates; with `score`, every candidate is
-scored by the default simulator on held-out texts and the best comes first. The view
-calls `explain_single` and adds nothing but timing; nothing here imports Flask.
+One prompt in the task's style, `n` candidates; with `score`, every candidate is scored
+by the given simulator on held-out texts and the best comes first. Nothing here imports
+Flask or reads settings: the HTTP layer hands in the task and the built backend.
 (`strategy: "search"` is `explainer.search.service.explain_by_search`.)
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
 
+from core.names import OFFLINE
+from core.records import ActivationRecord
 from explainer.best_of_n import explain_best_of_n
-from explainer.explain import OFFLINE, ExplainResult, explain
+from explainer.explain import ExplainResult, explain
+from llm.backend import ChatBackend
 from llm.errors import UpstreamError
 from llm.usage import Usage
-from scorer.records import ActivationRecord, to_records
 from scorer.scorers.simulation import score_explanation
 
 
-def explain_single(req: Any, runtime: Any, *, deadline: float | None) -> dict:
-    """The /explain response for `strategy: "single"` (`req` is api.ExplainRequest).
+@dataclass(frozen=True)
+class ExplainTask:
+    """What an explanation is asked for. `model` None: the offline explainer (no backend)."""
 
-    Raises ExplainerError for what the request asks wrongly (HTTP 400), and the LLM errors.
+    records: list[ActivationRecord]
+    random_records: list[ActivationRecord] = field(default_factory=list)
+    style: str = "original"
+    model: str | None = None
+    n: int = 1
+    temperature: float = 1.0
+    threshold: int = 1
+    max_activation: float | None = None
+    top_k: int = 5
+    token_budget: int = 16000
+    score: bool = False
+    dry_run: bool = False
+
+
+def explain_single(
+    task: ExplainTask,
+    backend: ChatBackend | None,
+    simulator: Callable[[], Any],
+    *,
+    deadline: float | None,
+) -> dict:
+    """The /explain response for `strategy: "single"`. `backend` None: the offline explainer;
+    `simulator()` builds the simulator that scores candidates (with `task.score`).
+
+    Raises ExplainerError for what the task asks wrongly (HTTP 400), and the LLM errors.
     """
-    settings = runtime.settings
-    backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
-    records = to_records(req.activations)
     options = dict(
-        style=req.style,
+        style=task.style,
         backend=backend,
-        model=(req.model or settings.explainer_model) if backend is not None else None,
-        n=req.n,
-        temperature=req.temperature,
-        threshold=req.threshold,
-        max_activation=req.max_activation,
-        # The caller's budget, never above the server's: the prompt must fit the model.
-        token_budget=min(req.max_prompt_tokens or settings.explainer_max_prompt_tokens,
-                         settings.explainer_max_prompt_tokens),
+        model=task.model if backend is not None else None,
+        n=task.n,
+        temperature=task.temperature,
+        threshold=task.threshold,
+        max_activation=task.max_activation,
+        token_budget=task.token_budget,
         deadline=deadline,
-        dry_run=req.dry_run,
+        dry_run=task.dry_run,
     )
-    if req.score and not req.dry_run:
-        result, extra = _best_of_n(req, runtime, records, options, deadline)
+    if task.score and not task.dry_run:
+        result, extra = _best_of_n(task, simulator(), options, deadline)
     else:
-        result = explain(records, top_k=req.top_k, **options)
+        result = explain(task.records, top_k=task.top_k, **options)
         extra = {"candidates": [{"explanation": c, "score": None} for c in result.candidates]}
     payload = result.to_dict()
-    if not req.dry_run:
+    if not task.dry_run:
         payload.pop("messages")
     payload.pop("candidates")
     payload.update(extra)
@@ -55,17 +78,12 @@ def explain_single(req: Any, runtime: Any, *, deadline: float | None) -> dict:
 
 
 def _best_of_n(
-    req: Any,
-    runtime: Any,
-    records: Sequence[ActivationRecord],
-    options: dict,
-    deadline: float | None,
+    task: ExplainTask, simulator: Any, options: dict, deadline: float | None
 ) -> tuple[ExplainResult, dict]:
     """The explanation run with its candidates ranked by their held-out simulation score."""
-    simulator = runtime.simulator(req.simulator)
     scoring = Usage()
 
-    def simulate_and_score(explanation, heldout):
+    def simulate_and_score(explanation: str, heldout: Sequence[ActivationRecord]):
         nonlocal scoring
         try:
             scored = score_explanation(explanation, heldout, simulator, deadline=deadline)
@@ -75,10 +93,10 @@ def _best_of_n(
         return scored.score
 
     best = explain_best_of_n(
-        records,
+        task.records,
         simulate_and_score,
-        random_records=to_records(req.random_activations),
-        top_k=req.top_k,
+        random_records=task.random_records,
+        top_k=task.top_k,
         **options,
     )
     return best.result, {

@@ -16,3 +16,8 @@ class UpstreamError(LLMError):
 
 class DeadlineExceeded(LLMError):
     """The request's deadline passed before the backend finished (HTTP 504)."""
+
+
+class CapabilityMissing(ValueError):
+    """The request asks for something the configured backend cannot do (HTTP 400):
+    a simulator that needs prompt logprobs, say, on a server that gives none."""

@@ -31,6 +31,7 @@ import numpy as np
 from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
 from llm.errors import UpstreamError
+from llm.tokens import count_message_tokens
 from llm.usage import Usage
 from scorer.simulators.base import TextFailure
 from scorer.simulators.prompts import (
@@ -440,6 +441,23 @@ class LLMJudge:
         self.concurrency = concurrency
         self.cache = cache
 
+    def with_concurrency(self, concurrency: int) -> "LLMJudge":
+        return LLMJudge(
+            self.backend, self.model, batch_size=self.batch_size, concurrency=concurrency, cache=self.cache
+        )
+
+    def forecast(self, texts: Sequence[Sequence[str]], condition_tokens: int = 30) -> tuple[int, int]:
+        """(calls, tokens) one evaluation of a condition over `texts` will take, before any
+        was measured: each batch's prompt counted with a typical condition, and its answer cap."""
+        rendered = [render_text(t) for t in texts]
+        calls = tokens = 0
+        for start in range(0, len(rendered), self.batch_size):
+            batch = rendered[start : start + self.batch_size]
+            calls += 1
+            tokens += count_message_tokens(build_messages(DETECTION, "", batch))
+            tokens += condition_tokens + 8 * len(batch) + 16
+        return calls, tokens
+
     def __call__(self, condition, texts, *, highlights=None, deadline=None) -> JudgeRun:
         return judge(
             self.backend,
@@ -467,6 +485,12 @@ class OfflineJudge:
     @property
     def model(self) -> str | None:
         return getattr(self.simulator, "model", None)
+
+    def with_concurrency(self, concurrency: int) -> "OfflineJudge":
+        return self
+
+    def forecast(self, texts: Sequence[Sequence[str]], condition_tokens: int = 30) -> tuple[int, int]:
+        return 0, 0  # no LLM call
 
     def __call__(self, condition, texts, *, highlights=None, deadline=None) -> JudgeRun:
         return judge_offline(

@@ -1,23 +1,26 @@
-"""`POST /score` and `POST /similarity`: a validated request in, the response body out.
+"""`POST /score` and `POST /similarity`: plain inputs and built objects in, the response body out.
 
-The views call these and add nothing but timing; nothing here imports Flask.
+The HTTP layer builds the simulator, scorer or embedder (through the composition root) and
+calls these; nothing here imports Flask or reads settings.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
-from scorer.records import to_records
-from scorer.scorers import SIMULATION, build_scorer
+from core.names import OFFLINE
+from core.records import ActivationRecord
+from scorer.scorers import SIMULATION
+from scorer.scorers.base import Scorer
 from scorer.scorers.simulation import score_explanation
 from scorer.similarity import explanation_similarity
-from scorer.simulators import OFFLINE
-from scorer.simulators.base import failures_to_dicts
+from scorer.simulators.base import Simulator, failures_to_dicts
 
 
-def score_by_simulation(req: Any, runtime: Any, *, deadline: float | None) -> dict:
-    """The /score response for `scorer: "simulation"` (`req` is api.ScoreRequest)."""
-    simulator = runtime.simulator(req.simulator, req.model)
-    result = score_explanation(req.explanation, to_records(req.activations), simulator, deadline=deadline)
+def score_by_simulation(
+    explanation: str, records: Sequence[ActivationRecord], simulator: Simulator, *, deadline: float | None
+) -> dict:
+    """The /score response for `scorer: "simulation"`."""
+    result = score_explanation(explanation, records, simulator, deadline=deadline)
     return {
         "score": result.score,
         "simulations": result.simulations_to_dicts(),
@@ -34,17 +37,14 @@ def score_by_simulation(req: Any, runtime: Any, *, deadline: float | None) -> di
     }
 
 
-def score_by_classifier(req: Any, runtime: Any, *, deadline: float | None) -> dict:
+def score_by_classifier(
+    explanation: str, records: Sequence[ActivationRecord], scorer: Scorer, *, deadline: float | None
+) -> dict:
     """The /score response for detection, fuzzing or embedding: Neuronpedia's keys, `simulations` empty.
 
     Raises ScorerInputError when the texts cannot be scored this way (HTTP 400).
     """
-    options = {
-        name: getattr(req, name)
-        for name in ("model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed")
-    }
-    scorer = build_scorer(req.scorer, runtime, options)
-    result = scorer.score(req.explanation, to_records(req.activations), deadline=deadline)
+    result = scorer.score(explanation, records, deadline=deadline)
     details = dict(result.details)
     return {
         "score": result.score,
@@ -61,10 +61,9 @@ def score_by_classifier(req: Any, runtime: Any, *, deadline: float | None) -> di
     }
 
 
-def similarity(req: Any, runtime: Any, *, deadline: float | None) -> dict:
-    """The /similarity response (`req` is api.SimilarityRequest)."""
-    embedder = runtime.text_embedder(req.model)
-    result = explanation_similarity(req.explanation, req.references, embedder, deadline=deadline)
+def similarity(explanation: str, references: Sequence[str], embedder: Any, *, deadline: float | None) -> dict:
+    """The /similarity response: cosine similarity with each reference, and their mean."""
+    result = explanation_similarity(explanation, references, embedder, deadline=deadline)
     return {
         "similarities": result.similarities,
         "mean": result.mean,

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from config import Settings  # noqa: E402
+from runtime.settings import Settings  # noqa: E402
 from runtime import Runtime  # noqa: E402
 from server import create_app  # noqa: E402
 

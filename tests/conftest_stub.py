@@ -18,7 +18,7 @@ def stub_openai():
 @pytest.fixture
 def make_backend():
     """Builds an OpenAIBackend with test-friendly timeouts and backoff; closes it afterwards."""
-    from llm.openai_backend import OpenAIBackend
+    from llm.backends.openai import OpenAIBackend
 
     made = []
 

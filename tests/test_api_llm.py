@@ -236,7 +236,7 @@ def test_a_cached_score_has_no_paid_call_to_price(llm_client):
 
 
 def test_bad_prices_are_a_configuration_error():
-    from config import ConfigError, Settings
+    from runtime.settings import ConfigError, Settings
 
     with pytest.raises(ConfigError, match="MODEL_PRICES"):
         Settings(model_prices="gpt-4o=cheap")

@@ -408,7 +408,7 @@ def test_any_one_place_may_carry_the_key_whatever_the_others_say(locked, secret,
 def test_every_offer_is_compared_whichever_matches(monkeypatch):
     import hmac
 
-    import auth
+    from web import auth
 
     calls = []
     real = hmac.compare_digest
@@ -440,7 +440,7 @@ def test_a_request_id_that_is_the_secret_is_not_echoed(locked):
 
 
 def test_finite_json_turns_every_non_finite_float_into_null():
-    from api import finite_json
+    from web.bodies import finite_json
 
     value = {"a": [float("nan"), 1.5, (float("inf"), {"b": float("-inf")})], "c": "NaN", "d": 3}
     assert json.dumps(finite_json(value), allow_nan=False) == (

@@ -284,7 +284,7 @@ def test_the_local_model_serves_embeddings_even_with_a_lexical_simulator(make_cl
 
 
 def test_embedding_without_a_local_model_is_a_503(make_client, tmp_path):
-    from config import Settings
+    from runtime.settings import Settings
     from llm.embeddings import LocalEmbedder
     from runtime import Runtime
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from client import Client, ServiceError
+from cli.client import Client, ServiceError
 from tests.conftest import NEURONPEDIA_EXAMPLE
 
 URL = "http://interp.test"

@@ -84,7 +84,7 @@ def test_nothing_to_explain():
 
 def test_a_whitespace_token_before_the_hits_is_not_named_as_context():
     from explainer.offline import explain_offline
-    from scorer.records import ActivationRecord
+    from core.records import ActivationRecord
 
     records = [
         ActivationRecord([" the", " ", "12"], [0, 0, 5]),

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from client import Client, ServiceError
+from cli.client import Client, ServiceError
 from tests.conftest import NEURONPEDIA_EXAMPLE, ROOT
 
 SECRET = "e2e-secret-5521"

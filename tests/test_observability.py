@@ -15,8 +15,8 @@ import pytest
 from flask import g
 from prometheus_client.parser import text_string_to_metric_families
 
-import observability
-from config import ConfigError, Settings
+from web import observability
+from runtime.settings import ConfigError, Settings
 from llm.usage import Usage
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, ROOT, make_settings

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from flask import request
 
-from config import ConfigError, Settings
+from runtime.settings import ConfigError, Settings
 from server import create_app
 from tests.conftest import make_settings
 

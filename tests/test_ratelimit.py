@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-import ratelimit
-from config import ConfigError, Settings
+from web import limits as ratelimit
+from runtime.settings import ConfigError, Settings
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, make_settings
 from tests.test_api_score import FakeRuntime, FakeSimulator, assert_error

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from config import Settings
+from runtime.settings import Settings
 from llm.errors import BackendUnavailable
 from runtime import Runtime
 

@@ -20,7 +20,7 @@ from scorer.judge import (
     parse_answer,
     render_text,
 )
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
 from scorer.scorers.base import ScorerInputError, split_classes
 from scorer.scorers.detection import DetectionScorer
 from scorer.scorers.fuzzing import CORRECT, RANDOM, FuzzingScorer, plan_marks

@@ -34,7 +34,7 @@ from explainer.search.propose import (
 from explainer.search.report import rank_hypotheses
 from llm.errors import UpstreamError
 from llm.usage import Usage
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
 
 # -- parsing ----------------------------------------------------------------------------
 

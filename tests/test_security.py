@@ -10,7 +10,7 @@ import logging
 
 import pytest
 
-import observability
+from web import observability
 from llm.errors import BackendUnavailable, UpstreamError
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, make_settings

@@ -20,7 +20,7 @@ import numpy as np
 
 from llm.usage import Usage
 from scorer.math import pearson
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
 
 
 class JudgeResult(Protocol):

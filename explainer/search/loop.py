@@ -35,8 +35,8 @@ from explainer.search.evaluate import Evaluation, Judge, evaluate
 from explainer.search.propose import Cost, Deduplicator, Duplicate, Proposal, Scored
 from llm.errors import DeadlineExceeded, LLMError, UpstreamError
 from llm.usage import Usage
-from scorer.records import ActivationRecord
-from scorer.simulators.prompts import DEADLINE_GRACE
+from core.records import ActivationRecord
+from core.parallel import DEADLINE_GRACE
 
 log = logging.getLogger(__name__)
 

@@ -8,13 +8,13 @@ and adds nothing but timing; nothing here imports Flask.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Any, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
 
 from explainer.errors import ExplainerError
 from explainer.explain import OFFLINE
 from explainer.records import ActivationRecord, neuron_max, select_top
-from explainer.search.loop import Budget, SearchResult, calls_per_evaluation, run_search
+from explainer.search.loop import Budget, SearchResult, run_search
 from explainer.search.offline import OfflineProposer
 from explainer.search.propose import (
     DEFAULT_CONTRAST_K,
@@ -24,11 +24,10 @@ from explainer.search.propose import (
     select_contrast,
 )
 from explainer.search.report import ALPHA, CORRECTION, P_VALUE_TEST, rank_hypotheses
+from llm.backend import ChatBackend
 from llm.errors import LLMError
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
-from scorer.judge import DETECTION, LLMJudge, OfflineJudge, build_messages, render_text
-from scorer.records import to_records
 from scorer.scorers.simulation import score_explanation
 
 # The budget a request gets when it names none; each is also capped by the server's
@@ -39,7 +38,48 @@ DEFAULT_MAX_TOKENS = 150_000
 DEFAULT_HYPOTHESES_PER_ROUND = 5
 DEFAULT_PATIENCE = 2
 JUDGE_BATCH_SIZE = 5  # texts per judge prompt (delphi's number)
-_CONDITION_TOKENS = 30  # a typical hypothesis, for the first evaluation's forecast
+
+
+@dataclass(frozen=True)
+class SearchTask:
+    """What a search is asked: the texts, how to show them, and the budget asked for
+    (None: the default), each capped by `SearchCaps`."""
+
+    records: list[ActivationRecord]
+    random_records: list[ActivationRecord] = field(default_factory=list)
+    max_activation: float | None = None
+    threshold: int = 1
+    top_k: int = 5
+    temperature: float = 1.0
+    dry_run: bool = False
+    simulate_best: bool = False
+    max_rounds: int | None = None
+    max_llm_calls: int | None = None
+    max_tokens: int | None = None
+    hypotheses_per_round: int | None = None
+    patience: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchCaps:
+    """The server's caps on any search (SEARCH_MAX_*); max_rounds 0 turns the strategy off."""
+
+    max_rounds: int
+    max_llm_calls: int
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class SearchParts:
+    """The built objects a search runs on. `backend` None: the offline proposer (and
+    `judge` should then be the offline judge)."""
+
+    backend: ChatBackend | None
+    proposer_model: str | None
+    judge: Any  # scorer.judge.LLMJudge or OfflineJudge: __call__, forecast, with_concurrency
+    simulator: Callable[[], Any]  # the simulation scorer's simulator, for simulate_best
+    embedder: Any = None  # near-duplicate hypotheses by meaning; None: compared as text
+    concurrency: int = 8
 
 
 @dataclass(frozen=True)
@@ -52,71 +92,50 @@ class SearchBudget:
     capped: bool  # the request asked for more than the server allows
 
     @classmethod
-    def from_request(cls, req: Any, settings: Any) -> "SearchBudget":
+    def from_task(cls, task: SearchTask, caps: SearchCaps) -> "SearchBudget":
         asked = {
-            "max_rounds": req.max_rounds or DEFAULT_MAX_ROUNDS,
-            "max_llm_calls": req.max_llm_calls or DEFAULT_MAX_LLM_CALLS,
-            "max_tokens": req.max_tokens or DEFAULT_MAX_TOKENS,
+            "max_rounds": task.max_rounds or DEFAULT_MAX_ROUNDS,
+            "max_llm_calls": task.max_llm_calls or DEFAULT_MAX_LLM_CALLS,
+            "max_tokens": task.max_tokens or DEFAULT_MAX_TOKENS,
         }
-        caps = {
-            "max_rounds": settings.search_max_rounds,
-            "max_llm_calls": settings.search_max_llm_calls,
-            "max_tokens": settings.search_max_tokens,
-        }
-        if caps["max_rounds"] < 1:
+        limits = asdict(caps)
+        if limits["max_rounds"] < 1:
             raise ExplainerError("strategy 'search' is disabled on this server (SEARCH_MAX_ROUNDS=0)")
-        explicit = {k for k in asked if getattr(req, k) is not None}
-        capped = any(asked[k] > caps[k] for k in explicit)
+        explicit = {k for k in asked if getattr(task, k) is not None}
+        capped = any(asked[k] > limits[k] for k in explicit)
         return cls(
-            **{k: min(asked[k], caps[k]) for k in asked},
-            hypotheses_per_round=req.hypotheses_per_round or DEFAULT_HYPOTHESES_PER_ROUND,
-            patience=req.patience or DEFAULT_PATIENCE,
+            **{k: min(asked[k], limits[k]) for k in asked},
+            hypotheses_per_round=task.hypotheses_per_round or DEFAULT_HYPOTHESES_PER_ROUND,
+            patience=task.patience or DEFAULT_PATIENCE,
             capped=capped,
         )
 
 
-def judge_forecast(texts: Sequence[Sequence[str]], batch_size: int) -> Cost:
-    """One evaluation's cost before any was measured: the judge's batches, their prompts counted
-    with a typical condition, and each batch's completion cap."""
-    rendered = [render_text(t) for t in texts]
-    tokens = 0
-    for start in range(0, len(rendered), batch_size):
-        batch = rendered[start : start + batch_size]
-        tokens += count_message_tokens(build_messages(DETECTION, "", batch))
-        tokens += _CONDITION_TOKENS + 8 * len(batch) + 16
-    return Cost(calls_per_evaluation(len(texts), batch_size), tokens)
+def explain_by_search(
+    task: SearchTask, parts: SearchParts, caps: SearchCaps, *, deadline: float | None
+) -> dict:
+    """The /explain response for `strategy: "search"`.
 
-
-def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict:
-    """The /explain response for `strategy: "search"` (`req` is api.ExplainRequest).
-
-    Raises ExplainerError for what the request asks wrongly (HTTP 400), and the LLM errors
+    Raises ExplainerError for what the task asks wrongly (HTTP 400), and the LLM errors
     that come before any hypothesis was evaluated (502/503/504).
     """
-    settings = runtime.settings
-    if req.n != 1 or req.score:
-        raise ExplainerError(
-            "n and score belong to strategy 'single'; the search ranks its own hypotheses "
-            "(use simulate_best for a simulation score)"
-        )
-    budget = SearchBudget.from_request(req, settings)
+    budget = SearchBudget.from_task(task, caps)
     # Every text is evaluated; the caller's random or low texts are contrast candidates too.
-    records = to_records(req.activations) + to_records(req.random_activations)
-    scale = neuron_max(records, req.max_activation)  # NothingToExplain when nothing activates
+    records = list(task.records) + list(task.random_records)
+    scale = neuron_max(records, task.max_activation)  # NothingToExplain when nothing activates
 
-    backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
-    proposer_model = req.model or settings.explainer_model
-    judge_model = req.model or settings.simulator_model
+    backend = parts.backend
+    proposer_model = parts.proposer_model
     llm = LLMProposer(
         backend, proposer_model, records,
-        scale=scale, threshold=req.threshold, top_k=req.top_k, temperature=req.temperature,
+        scale=scale, threshold=task.threshold, top_k=task.top_k, temperature=task.temperature,
     )
-    top = select_top(records, req.top_k)
+    top = select_top(records, task.top_k)
     described = {
         "top_texts": len(top),
         "contrast_texts": len(select_contrast(records, top, scale, DEFAULT_CONTRAST_K)),
     }
-    if req.dry_run:
+    if task.dry_run:
         messages = llm.messages([], budget.hypotheses_per_round)
         return {
             "strategy": "search",
@@ -131,21 +150,20 @@ def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict
 
     texts = [r.tokens for r in records]
     if backend is None:
-        judge = OfflineJudge(runtime.simulator(OFFLINE))
-        propose: Any = OfflineProposer(records, scale=scale, threshold=req.threshold)
+        judge = parts.judge
+        propose: Any = OfflineProposer(records, scale=scale, threshold=task.threshold)
         first_evaluation = Cost()
         embedder = None  # offline hypotheses quote their tokens: compared exactly
         concurrency = 1
         proposer_info = {"backend": OFFLINE, "model": None, "top_texts": len(top), "contrast_texts": 0}
     else:
-        first_evaluation = judge_forecast(texts, JUDGE_BATCH_SIZE)
-        inner = max(1, min(settings.llm_concurrency, first_evaluation.calls))
-        judge = LLMJudge(
-            backend, judge_model, batch_size=JUDGE_BATCH_SIZE, concurrency=inner, cache=runtime.cache
-        )
+        first_evaluation = Cost(*parts.judge.forecast(texts))
+        # The judge's batches of one evaluation run in parallel, and evaluations beside them.
+        inner = max(1, min(parts.concurrency, first_evaluation.calls))
+        judge = parts.judge.with_concurrency(inner)
         propose = llm
-        embedder = runtime.embedder
-        concurrency = max(1, settings.llm_concurrency // inner)
+        embedder = parts.embedder
+        concurrency = max(1, parts.concurrency // inner)
         proposer_info = {"backend": backend.name, "model": proposer_model, **described}
 
     result = run_search(
@@ -177,7 +195,7 @@ def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict
         "judge": {
             "name": judge.name,
             "model": judge.model if backend is not None else None,
-            "batch_size": JUDGE_BATCH_SIZE if backend is not None else None,
+            "batch_size": getattr(judge, "batch_size", None) if backend is not None else None,
         },
         "history": [r.to_dict() for r in result.history],
         "duplicates": [asdict(d) for d in result.duplicates],
@@ -186,9 +204,9 @@ def explain_by_search(req: Any, runtime: Any, *, deadline: float | None) -> dict
         "max_activation": scale,
     }
     simulation_usage = Usage()
-    if req.simulate_best:
+    if task.simulate_best:
         payload["simulation"], simulation_usage = _simulate(
-            ranked[0].hypothesis, records, runtime.simulator(req.simulator), deadline
+            ranked[0].hypothesis, records, parts.simulator(), deadline
         )
         payload["simulation_score"] = payload["simulation"]["score"]
     payload["usage"] = (result.usage + simulation_usage).to_dict()

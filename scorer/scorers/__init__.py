@@ -1,95 +1,55 @@
-"""Scorers: explanation + records -> score, metric, per-text breakdown.
+"""Scorers by name: explanation + records -> score, metric, per-text breakdown.
 
-One file per scorer behind `base.Scorer`, chosen by name here. Adding a scorer
-touches its own file and one line of `_FACTORIES`.
+One file per scorer behind `base.Scorer`. A spec names the scorer's class and the one
+part it is built around (a simulator, a yes/no judge, or a text embedder); the
+composition root builds that part and the scorer's keyword options. Adding a scorer is
+its own file and one line of `SCORERS`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from dataclasses import dataclass
+from importlib import import_module
+from typing import Any, Mapping
 
 from scorer.scorers.base import Scorer
-
-if TYPE_CHECKING:
-    from runtime import Runtime
+from core.names import OFFLINE, OPENAI  # noqa: F401  (re-exported)
 
 SIMULATION = "simulation"
-OFFLINE = "offline"
-OPENAI = "openai"
 JUDGE_NAMES = (OFFLINE, OPENAI)
 
-
-def default_judge(runtime: "Runtime") -> str:
-    """Offline when scoring is offline by default (no LLM configured, or SIMULATOR=offline)."""
-    return OFFLINE if runtime.settings.default_simulator == OFFLINE else OPENAI
-
-
-def build_judge(runtime: "Runtime", options: Mapping[str, Any]):
-    from scorer.judge import LLMJudge, OfflineJudge
-    from scorer.simulators import build_simulator
-
-    name = options.get("judge") or default_judge(runtime)
-    if name == OFFLINE:
-        return OfflineJudge(build_simulator(OFFLINE, runtime))
-    if name != OPENAI:
-        raise ValueError(f"unknown judge {name!r}; one of {', '.join(JUDGE_NAMES)}")
-    return LLMJudge(
-        runtime.require_backend(),
-        options.get("model") or runtime.settings.simulator_model,
-        batch_size=options.get("batch_size") or 5,
-        concurrency=runtime.settings.llm_concurrency,
-        cache=runtime.cache,
-    )
+# The part a scorer is built around.
+SIMULATOR = "simulator"
+JUDGE = "judge"
+EMBEDDER = "embedder"
 
 
-def _simulation(runtime: "Runtime", options: Mapping[str, Any]) -> Scorer:
-    from scorer.scorers.simulation import SimulationScorer
+@dataclass(frozen=True)
+class ScorerSpec:
+    module: str  # under scorer.scorers
+    cls: str
+    uses: str  # SIMULATOR, JUDGE or EMBEDDER
+    options: tuple[str, ...] = ()  # keyword options the class takes, when the request sets them
 
-    return SimulationScorer(runtime.simulator(options.get("simulator"), options.get("model")))
-
-
-def _threshold(options: Mapping[str, Any]) -> dict:
-    value = options.get("activation_threshold")
-    return {} if value is None else {"activation_threshold": value}
-
-
-def _detection(runtime: "Runtime", options: Mapping[str, Any]) -> Scorer:
-    from scorer.scorers.detection import DetectionScorer
-
-    return DetectionScorer(build_judge(runtime, options), **_threshold(options))
+    def build(self, part: Any, options: Mapping[str, Any]) -> Scorer:
+        scorer = getattr(import_module(f"scorer.scorers.{self.module}"), self.cls)
+        kwargs = {k: options[k] for k in self.options if options.get(k) is not None}
+        return scorer(part, **kwargs)
 
 
-def _fuzzing(runtime: "Runtime", options: Mapping[str, Any]) -> Scorer:
-    from scorer.scorers.fuzzing import FuzzingScorer
-
-    extra = {k: options[k] for k in ("random_fraction", "seed") if options.get(k) is not None}
-    return FuzzingScorer(build_judge(runtime, options), **_threshold(options), **extra)
-
-
-def _embedding(runtime: "Runtime", options: Mapping[str, Any]) -> Scorer:
-    from scorer.scorers.embedding import EmbeddingScorer
-
-    return EmbeddingScorer(runtime.text_embedder(options.get("model")), **_threshold(options))
-
-
-_FACTORIES: dict[str, Callable[["Runtime", Mapping[str, Any]], Scorer]] = {
-    SIMULATION: _simulation,
-    "detection": _detection,
-    "fuzzing": _fuzzing,
-    "embedding": _embedding,
+SCORERS: dict[str, ScorerSpec] = {
+    SIMULATION: ScorerSpec("simulation", "SimulationScorer", SIMULATOR),
+    "detection": ScorerSpec("detection", "DetectionScorer", JUDGE, ("activation_threshold",)),
+    "fuzzing": ScorerSpec(
+        "fuzzing", "FuzzingScorer", JUDGE, ("activation_threshold", "random_fraction", "seed")
+    ),
+    "embedding": ScorerSpec("embedding", "EmbeddingScorer", EMBEDDER, ("activation_threshold",)),
 }
 
-SCORER_NAMES: tuple[str, ...] = tuple(_FACTORIES)
+SCORER_NAMES: tuple[str, ...] = tuple(SCORERS)
 
 
-def build_scorer(name: str, runtime: "Runtime", options: Mapping[str, Any] | None = None) -> Scorer:
-    """The scorer `name`, its judge, simulator or embedder built from `runtime` and `options`.
-
-    Options (each optional): simulator, model, judge, activation_threshold,
-    batch_size, random_fraction, seed; a scorer ignores those it has no use for.
-    Raises BackendUnavailable when it needs an LLM or a model that is not there.
-    """
+def scorer_spec(name: str) -> ScorerSpec:
     try:
-        factory = _FACTORIES[name]
+        return SCORERS[name]
     except KeyError:
         raise ValueError(f"unknown scorer {name!r}; one of {', '.join(SCORER_NAMES)}") from None
-    return factory(runtime, options or {})

@@ -12,12 +12,9 @@ from typing import Protocol, Sequence
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer import math
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
+from scorer.errors import ScorerInputError  # noqa: F401  (re-exported for the scorers)
 from scorer.simulators.base import TextFailure
-
-
-class ScorerInputError(ValueError):
-    """The records cannot be scored this way; the message says what to send instead."""
 
 
 @dataclass

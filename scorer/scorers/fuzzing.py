@@ -15,7 +15,7 @@ from __future__ import annotations
 import random
 from typing import Sequence
 
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
 from scorer.scorers.base import ScorerInputError, ScorerResult, judged_accuracy, request_max, scored_by
 from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, classification_details
 from scorer.simulators.base import TextFailure

@@ -9,7 +9,7 @@ import numpy as np
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer import math
-from scorer.records import ActivationRecord
+from core.records import ActivationRecord
 from scorer.simulation import ScoredSequenceSimulation, SequenceSimulation
 from scorer.simulators.base import Simulator, TextFailure
 

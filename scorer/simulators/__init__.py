@@ -1,55 +1,47 @@
 """Simulators by name: each is one file behind the interface in `base.py`.
 
-Adding a simulator touches its own file and one line of `_FACTORIES`.
+A spec names the simulator's class, where it lives, and what it needs of an LLM backend
+(the capability names of `llm.backends`); the composition root builds it from
+`SimulatorParts`. Adding a simulator is its own file and one line of `SIMULATORS`.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass
+from importlib import import_module
 
-from scorer.simulators.base import Simulator
-
-if TYPE_CHECKING:
-    from runtime import Runtime
-
-OFFLINE = "offline"
+from llm.backends.capabilities import CHAT, COMPLETIONS_LOGPROBS, TOP_LOGPROBS
+from scorer.simulators.base import Simulator, SimulatorParts
+from core.names import OFFLINE  # noqa: F401  (re-exported)
 
 
-def _offline(runtime: "Runtime", model: str | None) -> Simulator:
-    from scorer.simulators.offline import OfflineSimulator
 
-    return OfflineSimulator(embedder=runtime.embedder)
+@dataclass(frozen=True)
+class SimulatorSpec:
+    module: str  # under scorer.simulators
+    cls: str
+    needs: frozenset[str]  # backend capabilities; empty: runs without an LLM
 
-
-def _llm(module: str, cls: str) -> Callable[["Runtime", str | None], Simulator]:
-    def factory(runtime: "Runtime", model: str | None) -> Simulator:
-        from importlib import import_module
-
-        simulator = getattr(import_module(f"scorer.simulators.{module}"), cls)
-        return simulator(
-            runtime.require_backend(),
-            model or runtime.settings.simulator_model,
-            cache=runtime.cache,
-            concurrency=runtime.settings.llm_concurrency,
-        )
-
-    return factory
+    def build(self, parts: SimulatorParts) -> Simulator:
+        simulator = getattr(import_module(f"scorer.simulators.{self.module}"), self.cls)
+        if not self.needs:
+            return simulator(embedder=parts.embedder)
+        return simulator(parts.backend, parts.model, cache=parts.cache, concurrency=parts.concurrency)
 
 
-_FACTORIES: dict[str, Callable[["Runtime", str | None], Simulator]] = {
-    OFFLINE: _offline,
-    "batched": _llm("batched", "BatchedSimulator"),
-    "json": _llm("json_per_text", "JsonPerTextSimulator"),
-    "logprob": _llm("logprob_ev", "LogprobEVSimulator"),
-    "all_at_once": _llm("all_at_once", "AllAtOnceSimulator"),
+SIMULATORS: dict[str, SimulatorSpec] = {
+    OFFLINE: SimulatorSpec("offline", "OfflineSimulator", frozenset()),
+    "batched": SimulatorSpec("batched", "BatchedSimulator", frozenset({CHAT})),
+    "json": SimulatorSpec("json_per_text", "JsonPerTextSimulator", frozenset({CHAT})),
+    "logprob": SimulatorSpec("logprob_ev", "LogprobEVSimulator", frozenset({CHAT, TOP_LOGPROBS})),
+    "all_at_once": SimulatorSpec("all_at_once", "AllAtOnceSimulator", frozenset({COMPLETIONS_LOGPROBS})),
 }
 
-SIMULATOR_NAMES: tuple[str, ...] = tuple(_FACTORIES)
-LLM_SIMULATORS = frozenset(SIMULATOR_NAMES) - {OFFLINE}
+SIMULATOR_NAMES: tuple[str, ...] = tuple(SIMULATORS)
+LLM_SIMULATORS = frozenset(name for name, spec in SIMULATORS.items() if spec.needs)
 
 
-def build_simulator(name: str, runtime: "Runtime", model: str | None = None) -> Simulator:
+def simulator_spec(name: str) -> SimulatorSpec:
     try:
-        factory = _FACTORIES[name]
+        return SIMULATORS[name]
     except KeyError:
         raise ValueError(f"unknown simulator {name!r}; one of {', '.join(SIMULATOR_NAMES)}") from None
-    return factory(runtime, model)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, Sequence
+from typing import Any, Protocol, Sequence
 
 from llm.usage import Usage
 from scorer.simulation import SequenceSimulation
@@ -50,3 +50,17 @@ class Simulator(Protocol):
         simulator must stop and raise `llm.errors.DeadlineExceeded`.
         """
         ...
+
+
+@dataclass(frozen=True)
+class SimulatorParts:
+    """What a simulator may be built from; the composition root fills it, once per request.
+
+    `backend` is None for a simulator that needs none (`needs` empty in its spec).
+    """
+
+    model: str | None = None
+    backend: Any = None
+    cache: Any = None
+    concurrency: int = 8
+    embedder: Any = None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 import time
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
 
@@ -17,6 +16,7 @@ from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
 from llm.errors import DeadlineExceeded, UpstreamError
 from llm.usage import Usage
+from core.parallel import DEADLINE_GRACE, check_deadline, run_parallel  # noqa: F401  (re-exported)
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
 
@@ -27,10 +27,6 @@ EXPLANATION_PREFIX = "the main thing this neuron does is find"
 # Most chat models accept at least this many completion tokens; asking for more
 # is a 400 on some of them. A longer answer is cut, fails to parse, and is reported.
 MAX_OUTPUT_TOKENS = 4096
-
-# Time past the deadline we allow worker threads to report before giving up on
-# them: the backend stops its own calls at the deadline, this covers the rest.
-DEADLINE_GRACE = 0.25
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -230,47 +226,6 @@ def simulation_from_cache(value: Any, tokens: Sequence[str]) -> SequenceSimulati
         distribution_values=value.get("distribution_values") or [],
         distribution_probabilities=value.get("distribution_probabilities") or [],
     )
-
-
-# -- running ------------------------------------------------------------------------
-
-
-def check_deadline(deadline: float | None) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded("the request's deadline passed before the simulation finished")
-
-
-def run_parallel(
-    fn: Callable[[T], R], items: Sequence[T], concurrency: int, deadline: float | None
-) -> list[R]:
-    """`fn` over `items` on at most `concurrency` threads, results in order.
-
-    The first exception a job raises is raised here (BackendUnavailable,
-    DeadlineExceeded: no point going on), and jobs not yet started are dropped.
-    """
-    if not items:
-        return []
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(int(concurrency), len(items))), thread_name_prefix="simulate"
-    )
-    try:
-        futures = [pool.submit(fn, item) for item in items]
-        pending = set(futures)
-        while pending:
-            timeout = None
-            if deadline is not None:
-                timeout = max(0.0, deadline - time.monotonic()) + DEADLINE_GRACE
-            done, pending = wait(pending, timeout=timeout, return_when=FIRST_EXCEPTION)
-            if not done:
-                raise DeadlineExceeded("the request's deadline passed before the simulation finished")
-            for future in done:
-                error = future.exception()
-                if error is not None:
-                    raise error
-        return [future.result() for future in futures]
-    finally:
-        # Threads still waiting on the backend end at the backend's own timeout.
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 class LLMSimulator:

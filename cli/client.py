@@ -1,6 +1,6 @@
 """A small Python client for batch jobs: `score`, `explain`, `similarity` over HTTP.
 
-    from client import Client
+    from cli.client import Client
     c = Client("http://localhost:5000", secret="...")
     result = c.score("fast animals", [{"tokens": [...], "values": [...]}])
 

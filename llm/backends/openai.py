@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import openai
 
 from llm.backend import Completion, TokenLogprob
+from llm.backends.capabilities import ALL as ALL_CAPABILITIES
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from llm.pricing import Prices, estimate_cost
 from llm.tokens import count_message_tokens, count_tokens
@@ -44,7 +45,12 @@ class _Retryable(Exception):
 
 
 class OpenAIBackend:
+    """Any OpenAI-compatible server (OpenAI, vLLM, llama.cpp, Ollama, OpenRouter) through the
+    official client. It declares every capability; `capabilities` narrows that for a server
+    that lacks some (LLM_CAPABILITIES), so the request is refused instead of failing upstream."""
+
     name = "openai"
+    capabilities: frozenset[str] = ALL_CAPABILITIES
 
     def __init__(
         self,
@@ -60,6 +66,7 @@ class OpenAIBackend:
         sleep: Callable[[float], None] = time.sleep,
         client: Any = None,
         prices: Prices | None = None,
+        capabilities: frozenset[str] | None = None,
     ) -> None:
         if not api_key and not base_url:
             raise BackendUnavailable(
@@ -74,6 +81,8 @@ class OpenAIBackend:
         self.max_retry_after = max_retry_after
         self._sleep = sleep
         self._prices = prices or {}
+        if capabilities:
+            self.capabilities = frozenset(capabilities)
         self._secret = api_key
         self._client = client or openai.OpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
@@ -91,6 +100,7 @@ class OpenAIBackend:
             read_timeout=settings.llm_read_timeout,
             max_retries=settings.llm_max_retries,
             prices=settings.prices,
+            capabilities=settings.llm_capabilities_set,
         )
 
     @property

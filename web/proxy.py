@@ -12,7 +12,7 @@ from __future__ import annotations
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from config import ConfigError, Settings
+from runtime.settings import ConfigError, Settings
 
 
 def init_app(app: Flask, settings: Settings) -> None:

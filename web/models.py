@@ -1,116 +1,22 @@
-"""The HTTP contract as data: request models, error codes, and the OpenAPI document.
+"""The request models: they validate every request and are the source of `/openapi.json`,
+so the published contract and the checks cannot drift apart. Nothing here imports Flask.
 
-The pydantic models here validate every request and are also the source of
-`/openapi.json`, so the published contract and the checks cannot drift apart.
-Nothing here imports Flask.
+`records()` turns validated texts into the domain's ActivationRecords: below this
+package nothing sees a request model.
 """
 from __future__ import annotations
 
-import json
-import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Iterable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
+from core.records import ActivationRecord
 from explainer.search import service as search
 from explainer.styles import DEFAULT_STYLE, STYLES
 from scorer.scorers import JUDGE_NAMES, SCORER_NAMES
 from scorer.simulators import SIMULATOR_NAMES
 
 STYLE_NAMES = tuple(STYLES)
-
-# -- errors -----------------------------------------------------------------
-
-
-class ApiError(Exception):
-    """An error with its HTTP status and stable machine-readable code."""
-
-    def __init__(
-        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-    def to_dict(self) -> dict:
-        return {"error": self.message, "code": self.code}
-
-
-def invalid(message: str) -> ApiError:
-    return ApiError(400, "invalid_request", message)
-
-
-def too_large(message: str) -> ApiError:
-    return ApiError(413, "payload_too_large", message)
-
-
-# -- JSON bodies ------------------------------------------------------------
-
-
-def finite_json(value: Any) -> Any:
-    """Replace non-finite floats by None, recursively: every JSON written is valid RFC 8259."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: finite_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [finite_json(v) for v in value]
-    return value
-
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON (numbers must be finite)")
-
-
-def parse_json_body(raw: bytes) -> Any:
-    """Strict RFC 8259 parsing: UTF-8, no NaN/Infinity, bounded nesting."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise invalid(f"the body is not UTF-8 (byte {exc.start})") from None
-    if not text.strip():
-        raise invalid("the body is empty; send a JSON object")
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except RecursionError:
-        raise invalid("the JSON body is nested too deeply") from None
-    except ValueError as exc:
-        raise invalid(f"malformed JSON: {exc}") from None
-
-
-def field_path(loc: tuple) -> str:
-    """('activations', 1, 'values', 3) -> 'activations[1].values[3]'."""
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "body"
-
-
-def validate(model: type[BaseModel], data: Any) -> BaseModel:
-    if not isinstance(data, dict):
-        raise invalid("the body must be a JSON object")
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        first = exc.errors(include_url=False)[0]
-        where = field_path(tuple(first["loc"]))
-        message = first["msg"]
-        if first["type"] in ("float_type", "finite_number"):
-            message = "must be a finite number"
-        elif first["type"] == "missing":
-            message = "is required"
-        elif first["type"] == "value_error":
-            message = message.removeprefix("Value error, ")
-        more = len(exc.errors()) - 1
-        suffix = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
-        raise invalid(f"{where}: {message}{suffix}") from None
-
 
 # -- request models ---------------------------------------------------------
 
@@ -276,95 +182,6 @@ class ExplainRequest(_Authenticated):
     )
 
 
-def check_limits(
-    max_texts: int, max_tokens: int, **fields: list[ActivationText]
-) -> None:
-    """413 when the texts of all `fields` together are too many, or one text too long;
-    the message names the field as the caller sent it (`random_activations[0].tokens`)."""
-    total = sum(len(texts) for texts in fields.values())
-    if total > max_texts:
-        names = " + ".join(fields)
-        raise too_large(f"{names}: {total} texts; the limit is {max_texts}")
-    for name, texts in fields.items():
-        for i, text in enumerate(texts):
-            if len(text.tokens) > max_tokens:
-                raise too_large(
-                    f"{name}[{i}].tokens: {len(text.tokens)} tokens; the limit is {max_tokens}"
-                )
-
-
-# -- OpenAPI ----------------------------------------------------------------
-
-_ERROR_SCHEMA = {
-    "type": "object",
-    "required": ["error", "code"],
-    "properties": {"error": {"type": "string"}, "code": {"type": "string"}},
-}
-
-
-def openapi_document(version: str) -> dict:
-    """The contract, generated from the request models above."""
-    schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
-    for model in (ScoreRequest, ExplainRequest, SimilarityRequest):
-        schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
-        schemas.update(schema.pop("$defs", {}))
-        schemas[model.__name__] = schema
-
-    def errors(*statuses: int) -> dict:
-        ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
-        return {str(s): {"description": _STATUS_TEXT[s], **ref} for s in statuses}
-
-    def post(summary: str, request: str) -> dict:
-        return {
-            "post": {
-                "summary": summary,
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/json": {"schema": {"$ref": f"#/components/schemas/{request}"}}
-                    },
-                },
-                "responses": {
-                    "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
-                    **errors(400, 401, 413, 415, 429, 502, 503, 504),
-                },
-            }
-        }
-
-    return {
-        "openapi": "3.1.0",
-        "info": {"title": "neuron-interp", "version": version},
-        "paths": {
-            "/score": post("Score an explanation by simulating activations", "ScoreRequest"),
-            "/explain": post("Write an explanation from activations", "ExplainRequest"),
-            "/similarity": post(
-                "Cosine similarity of an explanation with reference explanations (AdaCS)",
-                "SimilarityRequest",
-            ),
-            "/health": {
-                "get": {
-                    "summary": "Liveness and configured backends",
-                    "responses": {"200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}}},
-                }
-            },
-        },
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {
-                "bearer": {"type": "http", "scheme": "bearer"},
-                "secretHeader": {"type": "apiKey", "in": "header", "name": "X-Secret-Key"},
-            },
-        },
-    }
-
-
-_STATUS_TEXT = {
-    400: "invalid_request",
-    401: "unauthorized",
-    413: "payload_too_large",
-    415: "unsupported_media_type",
-    429: "rate_limited",
-    502: "upstream_error",
-    503: "backend_unavailable",
-    504: "upstream_timeout",
-}
+def records(texts: Iterable[ActivationText]) -> list[ActivationRecord]:
+    """The domain's records, copied from validated texts."""
+    return [ActivationRecord(list(t.tokens), list(t.values)) for t in texts]

@@ -16,7 +16,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.exceptions import RequestTimeout
 
-from config import Settings
+from runtime.settings import Settings
 
 
 class _DeadlineInput:

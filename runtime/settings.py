@@ -6,15 +6,17 @@ Nothing reads the environment at import time: `Settings.from_env()` is called by
 from __future__ import annotations
 
 import os
+from urllib.parse import urlsplit
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
 
 from dotenv import dotenv_values
 
+from llm.backends import BACKEND_NAMES
+from llm.backends import capabilities
 from llm.pricing import Prices, parse_prices
+from core.names import OFFLINE, OPENAI  # noqa: F401  (re-exported)
 
-OFFLINE = "offline"
-OPENAI = "openai"
 EMBEDDING_BACKENDS = ("local", OPENAI)
 
 
@@ -26,6 +28,12 @@ class ConfigError(ValueError):
 class Settings:
     # Authentication: empty means the service is open (local use).
     server_key: str = ""
+
+    # Which LLM backend (llm/backends/): "openai" is any OpenAI-compatible server.
+    llm_backend: str = "openai"
+    # What the server can do, when less than the backend declares ("chat,top_logprobs"):
+    # a simulator that needs more is then a 400 naming both. Empty: the backend's own list.
+    llm_capabilities: str = ""
 
     # The OpenAI-compatible backend. Setting either makes it the default backend.
     openai_api_key: str = ""
@@ -94,12 +102,20 @@ class Settings:
     def __post_init__(self) -> None:
         try:
             parse_prices(self.model_prices)
+            capabilities.parse(self.llm_capabilities)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if self.llm_backend not in BACKEND_NAMES:
+            raise ConfigError(f"LLM_BACKEND={self.llm_backend!r}; one of {', '.join(BACKEND_NAMES)}")
         if self.embedding_backend not in ("", *EMBEDDING_BACKENDS):  # "": local
             raise ConfigError(
                 f"EMBEDDING_BACKEND={self.embedding_backend!r}; one of {', '.join(EMBEDDING_BACKENDS)}"
             )
+
+    @property
+    def llm_capabilities_set(self) -> frozenset[str] | None:
+        """LLM_CAPABILITIES as a set, or None for the backend's own declaration."""
+        return capabilities.parse(self.llm_capabilities) or None
 
     @property
     def prices(self) -> Prices:
@@ -189,7 +205,17 @@ def _parse(name: str, type_name: Any, raw: str) -> Any:
 
 
 def _strip_credentials(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://{rest.split('@', 1)[1]}"
-    return url
+    """Scheme, host, port and path only: user info, query and fragment may carry a key
+    (some gateways take `?api-key=`)."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "" if any(c in url for c in "@?#") else url
+    host = parts.hostname
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return f"{parts.scheme}://{netloc}{parts.path}"
