@@ -1,7 +1,7 @@
 """Input tokens per explanation prompt, per style, beside Lee et al.'s figures; and how close
 the offline explainer comes to the puzzles' ground truth.
 
-    python bench/explain_tokens.py
+    python -m bench.explain_tokens
 
 Counts are `llm.tokens.count_message_tokens` (tiktoken cl100k, chat framing included) of
 the exact messages `explain(..., dry_run=True)` builds: the 5 top distinct texts and the
@@ -13,18 +13,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 from pathlib import Path
 from statistics import mean
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from explainer.errors import NothingToExplain
+from explainer.explain import explain
+from explainer.records import ActivationRecord, trim_to_window
+from explainer.styles import STYLES
 
-from explainer.errors import NothingToExplain  # noqa: E402
-from explainer.explain import explain  # noqa: E402
-from explainer.records import ActivationRecord, trim_to_window  # noqa: E402
-from explainer.styles import STYLES  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 

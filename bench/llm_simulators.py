@@ -1,9 +1,9 @@
 """Cost, speed and quality of the LLM simulation formats.
 
-    python bench/llm_simulators.py                      # cost and speed, against the loopback stub
-    python bench/llm_simulators.py --delay 0.3 --concurrency 8
-    python bench/llm_simulators.py --puzzles            # puzzle harness against the stub (+ offline)
-    python bench/llm_simulators.py --puzzles --base-url http://localhost:8000/v1 --model M [--api-key K]
+    python -m bench.llm_simulators                      # cost and speed, against the loopback stub
+    python -m bench.llm_simulators --delay 0.3 --concurrency 8
+    python -m bench.llm_simulators --puzzles            # puzzle harness against the stub (+ offline)
+    python -m bench.llm_simulators --puzzles --base-url http://localhost:8000/v1 --model M [--api-key K]
 
 (a) Cost and speed: the standard Neuronpedia workload (20 texts x 64 tokens of
     real GPT-2 activation texts) scored once per format against the stub, which
@@ -26,19 +26,18 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.workload import puzzle_records, puzzles, standard_request, true_beats_false
+from llm.backends.openai import OpenAIBackend
+from llm.cache import NullCache, SQLiteCache
+from llm.errors import LLMError
+from scorer.math import pooled_correlation
+from scorer.simulators.all_at_once import AllAtOnceSimulator
+from scorer.simulators.batched import BatchedSimulator
+from scorer.simulators.json_per_text import JsonPerTextSimulator
+from scorer.simulators.logprob_ev import LogprobEVSimulator
+from tests.stub_openai import StubOpenAI
 
-from bench.workload import puzzle_records, puzzles, standard_request, true_beats_false  # noqa: E402
-from llm.cache import NullCache, SQLiteCache  # noqa: E402
-from llm.errors import LLMError  # noqa: E402
-from llm.backends.openai import OpenAIBackend  # noqa: E402
-from scorer.math import pooled_correlation  # noqa: E402
-from scorer.simulators.all_at_once import AllAtOnceSimulator  # noqa: E402
-from scorer.simulators.batched import BatchedSimulator  # noqa: E402
-from scorer.simulators.json_per_text import JsonPerTextSimulator  # noqa: E402
-from scorer.simulators.logprob_ev import LogprobEVSimulator  # noqa: E402
-from tests.stub_openai import StubOpenAI  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 FORMATS = {
     "json": JsonPerTextSimulator,

@@ -8,10 +8,10 @@ counts, p50/p99 and throughput. Every answer is checked: a 200's score must
 equal the score computed once in-process for the same request, and a request
 with no HTTP answer at all (connection error, client timeout) counts as lost.
 
-    .venv/bin/python bench/load.py load      # offline simulator, several workers x threads
-    .venv/bin/python bench/load.py faults    # LLM simulator against the loopback stub
-    .venv/bin/python bench/load.py shutdown  # SIGTERM while requests are in flight
-    .venv/bin/python bench/load.py all
+    .venv/bin/python -m bench.load load      # offline simulator, several workers x threads
+    .venv/bin/python -m bench.load faults    # LLM simulator against the loopback stub
+    .venv/bin/python -m bench.load shutdown  # SIGTERM while requests are in flight
+    .venv/bin/python -m bench.load all
 
 Fault mode: the OpenAI-compatible stub of tests/stub_openai.py runs in this process
 on a fixed loopback port, the service is pointed at it (OPENAI_BASE_URL, SIMULATOR=
@@ -45,11 +45,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.workload import standard_request
+from web.bodies import finite_json
 
-from web.bodies import finite_json  # noqa: E402
-from bench.workload import standard_request  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 HOST = "127.0.0.1"
 SCORE_TOLERANCE = 1e-9
@@ -341,9 +340,9 @@ def line(name: str, s: dict) -> str:
 
 def expected_offline_score(payload: dict) -> float | None:
     """The score the service must answer, computed once in this process with the same code."""
-    from runtime.settings import Settings
-    from runtime import Runtime
     from core.records import ActivationRecord
+    from runtime import Runtime
+    from runtime.settings import Settings
     from scorer.scorers.simulation import score_explanation
 
     simulator = Runtime(Settings(cache_path="", offline_embeddings=True)).simulator("offline")
@@ -574,7 +573,7 @@ def fault_mode(args) -> dict:
             results["slow"] = phase(f"slow ({args.slow_delay}s per call)", args.seconds)
 
             stub.stub.delay = deadline + 2
-            results["slower"] = phase(f"slower than the deadline", max(args.seconds, deadline + 4))
+            results["slower"] = phase("slower than the deadline", max(args.seconds, deadline + 4))
 
             # Back to normal at once, measured by the next phase from its start.
             marks: dict[str, float] = {}

@@ -1,6 +1,6 @@
 """Speed and sanity of the offline simulator.
 
-    python bench/offline_simulator.py [--data ../shared/data] [--processes 3]
+    python -m bench.offline_simulator [--data ../shared/data] [--processes 3]
 
 (a) CPU and wall time of one 20-text x 64-token request (Neuronpedia's size)
     built from real GPT-2 activation texts: lexical matching alone; then, with
@@ -24,12 +24,11 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from llm.embeddings import LocalEmbedder, default_word_table_path, unavailable_reason
+from scorer.math import pooled_correlation
+from scorer.simulators.offline import OfflineSimulator
 
-from llm.embeddings import LocalEmbedder, default_word_table_path, unavailable_reason  # noqa: E402
-from scorer.math import pooled_correlation  # noqa: E402
-from scorer.simulators.offline import OfflineSimulator  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 N_TEXTS, N_TOKENS = 20, 64
 ROW = "  {:<58} cpu {:7.1f} ms   wall {:7.1f} ms"

@@ -5,7 +5,7 @@ requests from a few client threads, and prints requests per second, p50 and p99.
 Then, in-process, how often the offline simulator ranks each puzzle's true
 explanation above all of its false ones.
 
-    .venv/bin/python bench/score_overhead.py [--requests 300] [--clients 4]
+    .venv/bin/python -m bench.score_overhead [--requests 300] [--clients 4]
 """
 from __future__ import annotations
 
@@ -14,16 +14,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from bench.workload import puzzle_records, puzzles, standard_request
 
-from bench.workload import puzzle_records, puzzles, standard_request  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -98,9 +96,9 @@ def load(url: str, body: bytes, total: int, clients: int, max_seconds: float) ->
 
 
 def puzzle_ranking() -> tuple[int, int, list[str]]:
-    from runtime.settings import Settings
-    from runtime import Runtime
     from core.records import ActivationRecord
+    from runtime import Runtime
+    from runtime.settings import Settings
     from scorer.scorers.simulation import score_explanation
 
     simulator = Runtime(Settings(cache_path="")).simulator("offline")

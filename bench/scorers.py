@@ -1,9 +1,9 @@
 """Quality, speed and cost of the scorers: simulation, detection, fuzzing, embedding.
 
-    python bench/scorers.py                     # (a) puzzles offline, (b) tokens against the stub
-    python bench/scorers.py --puzzles           # (a) only
-    python bench/scorers.py --workload          # (b) only
-    python bench/scorers.py --puzzles --base-url http://localhost:8000/v1 --model M [--api-key K]
+    python -m bench.scorers                     # (a) puzzles offline, (b) tokens against the stub
+    python -m bench.scorers --puzzles           # (a) only
+    python -m bench.scorers --workload          # (b) only
+    python -m bench.scorers --puzzles --base-url http://localhost:8000/v1 --model M [--api-key K]
 
 (a) Puzzles: for each of the 19 puzzles and every scorer that runs offline
     (simulation with the offline simulator, detection and fuzzing with the
@@ -32,10 +32,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from bench.workload import (  # noqa: E402
+from bench.workload import (
     cut_window,
     neuronpedia_features,
     puzzle_records,
@@ -43,13 +40,14 @@ from bench.workload import (  # noqa: E402
     standard_request,
     true_beats_false,
 )
-from runtime.settings import Settings  # noqa: E402
-from llm.errors import LLMError  # noqa: E402
-from runtime import Runtime  # noqa: E402
-from core.records import ActivationRecord  # noqa: E402
+from core.records import ActivationRecord
+from llm.errors import LLMError
+from runtime import Runtime
+from runtime.settings import Settings
+from scorer.scorers.base import ScorerInputError, split_classes
+from tests.stub_openai import JudgeResponder, StubOpenAI
 
-from scorer.scorers.base import ScorerInputError, split_classes  # noqa: E402
-from tests.stub_openai import JudgeResponder, StubOpenAI  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Feature 0 of the workload fires on military units ( Brigade, battalion, Regiment...).
 WORKLOAD_EXPLANATION = "military units such as brigades, battalions and regiments"

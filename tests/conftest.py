@@ -3,18 +3,15 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from runtime import Runtime
+from runtime.settings import Settings
+from server import create_app
 
-from runtime.settings import Settings  # noqa: E402
-from runtime import Runtime  # noqa: E402
-from server import create_app  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SHARED_DATA = Path(os.environ.get("SHARED_DATA", ROOT.parent / "shared" / "data"))
 

@@ -422,11 +422,11 @@ def test_limits_name_random_activations_when_they_are_the_excess(make_client):
     text = {"tokens": ["a", "b"], "values": [0, 1]}
     long_text = {"tokens": ["a"] * 6, "values": [0] * 6}
     client = make_client(max_tokens_per_text=5, max_texts=3)
-    body = assert_error(
+    assert_error(
         client.post("/explain", json={"activations": [text], "random_activations": [long_text]}),
         413, "payload_too_large", "random_activations[0].tokens",
     )
-    body = assert_error(
+    assert_error(
         client.post("/explain", json={"activations": [text, text], "random_activations": [text, text]}),
         413, "payload_too_large", "activations + random_activations: 4 texts",
     )

@@ -284,9 +284,9 @@ def test_the_local_model_serves_embeddings_even_with_a_lexical_simulator(make_cl
 
 
 def test_embedding_without_a_local_model_is_a_503(make_client, tmp_path):
-    from runtime.settings import Settings
     from llm.embeddings import LocalEmbedder
     from runtime import Runtime
+    from runtime.settings import Settings
 
     settings = Settings(cache_path="")
     broken = LocalEmbedder(model_path=tmp_path / "missing.onnx")

@@ -83,8 +83,8 @@ def test_nothing_to_explain():
 
 
 def test_a_whitespace_token_before_the_hits_is_not_named_as_context():
-    from explainer.offline import explain_offline
     from core.records import ActivationRecord
+    from explainer.offline import explain_offline
 
     records = [
         ActivationRecord([" the", " ", "12"], [0, 0, 5]),

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 
-import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode

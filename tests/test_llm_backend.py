@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from llm.backends.openai import OpenAIBackend, _retry_after
+from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from tests.stub_openai import (
     CHAT_PATH,
     COMPLETIONS_PATH,

@@ -15,12 +15,12 @@ import pytest
 from flask import g
 from prometheus_client.parser import text_string_to_metric_families
 
-from web import observability
-from runtime.settings import ConfigError, Settings
 from llm.usage import Usage
+from runtime.settings import ConfigError, Settings
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, ROOT, make_settings
 from tests.test_api_score import FakeRuntime, FakeSimulator, assert_error
+from web import observability
 
 ACCESS = "neuron_interp.access"
 
@@ -335,7 +335,6 @@ def test_metrics_speak_openmetrics_when_asked(client):
 
 _CHILD = """
 import sys
-sys.path.insert(0, {root!r})
 from tests.conftest import make_settings
 from server import create_app
 client = create_app(make_settings(log_format="text")).test_client()

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from web import limits as ratelimit
 from runtime.settings import ConfigError, Settings
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, make_settings
 from tests.test_api_score import FakeRuntime, FakeSimulator, assert_error
+from web import limits as ratelimit
 
 KEY = "s3cret-key-for-limits"
 ALICE = {"REMOTE_ADDR": "192.0.2.1"}

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.settings import Settings
 from llm.errors import BackendUnavailable
 from runtime import Runtime
+from runtime.settings import Settings
 
 
 class CountingSimulator:

@@ -7,6 +7,7 @@ import random
 import numpy as np
 import pytest
 
+from core.records import ActivationRecord
 from llm.cache import SQLiteCache
 from llm.usage import Usage
 from scorer import math
@@ -20,7 +21,6 @@ from scorer.judge import (
     parse_answer,
     render_text,
 )
-from core.records import ActivationRecord
 from scorer.scorers.base import ScorerInputError, split_classes
 from scorer.scorers.detection import DetectionScorer
 from scorer.scorers.fuzzing import CORRECT, RANDOM, FuzzingScorer, plan_marks

@@ -212,7 +212,7 @@ def test_the_server_caps_the_budget(search_client):
 def test_a_budget_too_small_for_one_round_is_a_400(search_client):
     client, stub, _ = search_client()
     response = client.post("/explain", json={"activations": TEXTS, "strategy": "search", "max_llm_calls": 2})
-    body = assert_error(response, 400, "invalid_request", "budget")
+    assert_error(response, 400, "invalid_request", "budget")
     assert stub.calls() == 0
 
 

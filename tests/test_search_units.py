@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
+from core.records import ActivationRecord
 from explainer.search.evaluate import agreement, best_threshold, evaluate
 from explainer.search.loop import (
     EXHAUSTED,
@@ -34,7 +35,6 @@ from explainer.search.propose import (
 from explainer.search.report import rank_hypotheses
 from llm.errors import UpstreamError
 from llm.usage import Usage
-from core.records import ActivationRecord
 
 # -- parsing ----------------------------------------------------------------------------
 

@@ -10,11 +10,11 @@ import logging
 
 import pytest
 
-from web import observability
 from llm.errors import BackendUnavailable, UpstreamError
 from server import create_app
 from tests.conftest import NEURONPEDIA_EXAMPLE, make_settings
 from tests.test_api_score import FakeRuntime, FakeSimulator, assert_error, strict_json
+from web import observability
 
 SECRET = "s3cret-server-key-0451"
 API_KEY = "sk-live-api-key-7788-do-not-log"

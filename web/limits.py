@@ -33,8 +33,8 @@ from limits import parse_many
 from limits.errors import ConfigurationError
 from limits.storage import SCHEMES, MovingWindowSupport  # SCHEMES: scheme -> storage class
 
-from web import auth
 from runtime.settings import ConfigError, Settings
+from web import auth
 
 EXEMPT_PATHS = frozenset({"/health", "/metrics"})
 KEY_PREFIX = "neuron-interp"

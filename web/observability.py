@@ -47,14 +47,13 @@ from datetime import datetime, timezone
 from typing import Any, Mapping
 
 from flask import Flask, Response, current_app, g, has_request_context, jsonify, request
-from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client import exposition
+from prometheus_client import CollectorRegistry, Counter, Histogram, exposition
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 
-from web import auth
 from runtime.settings import ConfigError, Settings
+from web import auth
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")

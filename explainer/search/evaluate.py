@@ -18,9 +18,9 @@ from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
+from core.records import ActivationRecord
 from llm.usage import Usage
 from scorer.math import pearson
-from core.records import ActivationRecord
 
 
 class JudgeResult(Protocol):

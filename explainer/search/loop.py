@@ -30,13 +30,13 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from core.parallel import DEADLINE_GRACE
+from core.records import ActivationRecord
 from explainer.errors import ExplainerError
 from explainer.search.evaluate import Evaluation, Judge, evaluate
 from explainer.search.propose import Cost, Deduplicator, Duplicate, Proposal, Scored
 from llm.errors import DeadlineExceeded, LLMError, UpstreamError
 from llm.usage import Usage
-from core.records import ActivationRecord
-from core.parallel import DEADLINE_GRACE
 
 log = logging.getLogger(__name__)
 

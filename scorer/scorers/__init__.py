@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from importlib import import_module
 from typing import Any, Mapping
 
-from scorer.scorers.base import Scorer
 from core.names import OFFLINE, OPENAI  # noqa: F401  (re-exported)
+from scorer.scorers.base import Scorer
 
 SIMULATION = "simulation"
 JUDGE_NAMES = (OFFLINE, OPENAI)

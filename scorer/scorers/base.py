@@ -9,10 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Protocol, Sequence
 
+from core.records import ActivationRecord
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer import math
-from core.records import ActivationRecord
 from scorer.errors import ScorerInputError  # noqa: F401  (re-exported for the scorers)
 from scorer.simulators.base import TextFailure
 

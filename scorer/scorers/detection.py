@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from scorer import math
 from core.records import ActivationRecord
+from scorer import math
 from scorer.scorers.base import ScorerResult, class_details, judged_accuracy, scored_by, split_classes
 
 METRIC = "balanced_accuracy"

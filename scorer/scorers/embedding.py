@@ -14,9 +14,9 @@ from typing import Sequence
 
 import numpy as np
 
+from core.records import ActivationRecord
 from llm.errors import UpstreamError
 from scorer import math
-from core.records import ActivationRecord
 from scorer.scorers.base import ScorerResult, class_details, scored_by, split_classes
 from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, label_name
 from scorer.similarity import cosines

@@ -6,10 +6,10 @@ from typing import Sequence
 
 import numpy as np
 
+from core.records import ActivationRecord
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer import math
-from core.records import ActivationRecord
 from scorer.simulation import ScoredSequenceSimulation, SequenceSimulation
 from scorer.simulators.base import Simulator, TextFailure
 

@@ -9,10 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from importlib import import_module
 
+from core.names import OFFLINE  # noqa: F401  (re-exported)
 from llm.backends.capabilities import CHAT, COMPLETIONS_LOGPROBS, TOP_LOGPROBS
 from scorer.simulators.base import Simulator, SimulatorParts
-from core.names import OFFLINE  # noqa: F401  (re-exported)
-
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,14 @@ two or more of them use.
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
+from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
+from core.parallel import DEADLINE_GRACE, check_deadline, run_parallel  # noqa: F401  (re-exported)
 from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
-from llm.errors import DeadlineExceeded, UpstreamError
+from llm.errors import UpstreamError
 from llm.usage import Usage
-from core.parallel import DEADLINE_GRACE, check_deadline, run_parallel  # noqa: F401  (re-exported)
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
 
