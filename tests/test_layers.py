@@ -131,3 +131,12 @@ def test_a_planted_layer_violation_fails(tmp_path):
     assert "Layers: HTTP -> composition root -> domain -> edge BROKEN" in result.stdout
     assert "Only the HTTP package and the entry point import Flask BROKEN" in result.stdout
     assert "The math is pure BROKEN" in result.stdout
+
+
+def test_every_prompt_writes_a_token_the_same_way():
+    from core.text import render_token
+    from explainer.styles import base as styles
+    from scorer.simulators import prompts
+
+    assert styles.render_token is prompts.render_token is render_token
+    assert render_token("a\\b\n\t\r\x00\u2028<|endoftext|>") == "a\\\\b\\n\\t\\r\\x00\\u2028<end-of-text>"

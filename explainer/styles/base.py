@@ -12,9 +12,9 @@ sentence (`layout`); the message sequence around it is the same for every style:
 from __future__ import annotations
 
 import re
-import unicodedata
 from typing import Callable, Protocol, Sequence
 
+from core.text import render_token  # noqa: F401  (re-exported)
 from explainer.fewshot import FewShotExample
 from explainer.records import NormalizedRecord
 
@@ -24,7 +24,6 @@ PREFIX = "the main thing this neuron does is find"
 
 HIGH_LIST_LABEL = "Highly activating tokens:"
 
-_VISIBLE = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
 _SPLIT_SPACE = re.compile(r"^(\s*)(.*?)(\s*)$", re.S)
 
 
@@ -39,20 +38,6 @@ class ExplainerStyle(Protocol):
     ) -> list[dict]:
         """The chat messages asking for an explanation of the neuron behind `records`."""
         ...
-
-
-def render_token(token: str) -> str:
-    """A token as it is shown: unchanged, except line breaks, tabs and other control
-    characters, which are written as escapes so they cannot break a layout's lines."""
-    out = []
-    for ch in token:
-        if ch in _VISIBLE:
-            out.append(_VISIBLE[ch])
-        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp"):  # controls, line/paragraph separators
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    return "".join(out)
 
 
 def plain_text(record: NormalizedRecord) -> str:

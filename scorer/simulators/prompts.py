@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from core.parallel import DEADLINE_GRACE, check_deadline, run_parallel  # noqa: F401  (re-exported)
+from core.text import render_token  # noqa: F401  (re-exported)
 from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
 from llm.errors import UpstreamError
@@ -87,19 +88,6 @@ FEW_SHOT_EXAMPLES: tuple[FewShotExample, ...] = (
 
 # -- rendering ------------------------------------------------------------------
 
-_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
-_END_OF_TEXT = "<|endoftext|>"
-
-
-def render_token(token: str) -> str:
-    """A token as shown in a line-based prompt: no raw line breaks or tabs.
-
-    Only the prompt shows this; the simulation keeps the caller's token as sent.
-    `<|endoftext|>` is spelled out because some servers refuse special-token
-    text in a prompt and models read it as the end of their input.
-    """
-    text = token.replace(_END_OF_TEXT, "<end-of-text>")
-    return "".join(_ESCAPES.get(ch, ch) for ch in text)
 
 
 def clean_explanation(explanation: str) -> str:
