@@ -56,6 +56,10 @@ class Client:
     def similarity(self, explanation: str, references: list[str], **options: Any) -> dict:
         return self._post("/similarity", {"explanation": explanation, "references": references, **options})
 
+    def post(self, path: str, body: dict) -> dict:
+        """Any route's answer, with the same retries and errors as the methods above."""
+        return self._post(path, body)
+
     def health(self) -> dict:
         response = self.session.get(f"{self.base_url}/health", timeout=self.timeout)
         return self._json(response)

@@ -2,6 +2,7 @@
 
     neuron-interp serve [GUNICORN ARGS...]   the service under gunicorn with gunicorn.conf.py
     neuron-interp dev [--host H] [--port P]  Flask's own server, for development
+    neuron-interp batch INPUT OUTPUT [...]   explain and score every latent of a dictionary
 """
 from __future__ import annotations
 
@@ -37,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
     development = commands.add_parser("dev", help="run Flask's development server")
     development.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     development.add_argument("--port", type=int, default=int(os.environ.get("PORT", "5000")))
+    from cli import batch
+
+    batch.add_arguments(commands.add_parser("batch", help="explain and score every latent of INPUT into OUTPUT"))
     args, extra = parser.parse_known_args(argv)
+    if args.command == "batch":
+        if extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return batch.main(args)
     if args.command == "serve":
         return serve(extra)
     if extra:

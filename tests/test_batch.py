@@ -1,0 +1,166 @@
+"""`neuron-interp batch`: every latent written once, resumable after SIGKILL, caps, fan-out."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cli.batch import HttpTransport, InProcessTransport, Options, Output, run
+from cli.inputs import InputError, read_latents
+from tests.conftest import SHARED_DATA, make_settings
+from tests.stub_openai import StubOpenAI, refused_url
+
+EXPORT = SHARED_DATA / "neuronpedia-gpt2-small-res-jb"
+BIN = Path(sys.executable).with_name("neuron-interp")
+
+
+def lines(path: Path) -> list[dict]:
+    return [json.loads(raw) for raw in path.read_text().splitlines()]
+
+
+def app_transport(**overrides):
+    from server import create_app
+
+    return InProcessTransport(create_app(make_settings(**overrides)))
+
+
+def test_an_export_folder_is_read_as_latents_cut_to_windows():
+    latents = read_latents(EXPORT, texts=20, window=64)
+    assert [latent.id for latent in latents] == [f"gpt2-small:0:res-jb:{i}" for i in (0, 1, 2, 3)]
+    for latent in latents:
+        assert 1 <= len(latent.activations) <= 20
+        assert all(len(t["tokens"]) == len(t["values"]) == 64 for t in latent.activations)
+        assert latent.explanation is None
+    maxima = [max(t["values"]) for t in latents[0].activations]
+    assert maxima == sorted(maxima, reverse=True)  # the strongest texts, strongest first
+
+
+def test_bad_inputs_are_clear_errors(tmp_path):
+    (tmp_path / "dup.jsonl").write_text('{"id": 1, "activations": []}\n{"id": 1, "activations": []}\n')
+    with pytest.raises(InputError, match="the id '1' appears more than once"):
+        read_latents(tmp_path / "dup.jsonl")
+    (tmp_path / "bad.jsonl").write_text('{"id": 1, "activations": []}\n{"id": 2}\n')
+    with pytest.raises(InputError, match=r"bad.jsonl:2: each line needs an \"id\" and an \"activations\" list"):
+        read_latents(tmp_path / "bad.jsonl")
+
+
+def test_a_run_writes_each_latent_once_with_scores_equal_to_single_calls(tmp_path):
+    out = tmp_path / "out.jsonl"
+    transport = app_transport()
+    latents = read_latents(EXPORT)
+    output = Output(out)
+    summary = run(latents, output, transport, Options(), concurrency=2)
+    output.close()
+    written = {line["id"]: line for line in lines(out)}
+    assert sorted(written) == sorted(latent.id for latent in latents) and len(lines(out)) == 4
+    assert summary.written == 4 and summary.errors == 1 and summary.retry_later == 0
+    zero = written["gpt2-small:0:res-jb:1"]  # every value zero: nothing to explain, written once with its error
+    assert zero["error"]["status"] == 400 and zero["score"] is None
+    for latent in latents:
+        line = written[latent.id]
+        if line["error"]:
+            continue
+        assert line["explained"] is True and line["explanation"]
+        single = transport.post("/score", {"explanation": line["explanation"], "activations": latent.activations})
+        assert line["score"] == single["score"]
+    # A rerun writes nothing more.
+    again = Output(out)
+    assert run(latents, again, transport, Options()).written == 0
+    again.close()
+    assert len(lines(out)) == 4
+
+
+def test_sigkill_midway_then_resume_writes_each_latent_exactly_once(tmp_path):
+    base = read_latents(EXPORT)
+    usable = [latent for latent in base if any(max(t["values"]) > 0 for t in latent.activations)]
+    source = tmp_path / "latents.jsonl"
+    with open(source, "w") as f:
+        for copy in range(60):
+            for latent in usable:
+                f.write(json.dumps({"id": f"{latent.id}#{copy}", "activations": latent.activations}) + "\n")
+    total = 60 * len(usable)
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "CACHE_PATH": "", "LOG_LEVEL": "WARNING"}
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERVER_KEY"):
+        env.pop(key, None)
+    command = [str(BIN), "batch", str(source), str(out), "--concurrency", "2", "--quiet"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    first = out.read_bytes()
+    assert 10 <= first.count(b"\n") < total, "the run was not stopped midway"
+    # Whatever SIGKILL left is whole lines; a cut line left by something else is dropped on resume.
+    assert first.endswith(b"\n")
+    with open(out, "ab") as f:
+        f.write(b'{"id": "cut-off", "expl')
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [line["id"] for line in lines(out)]
+    assert len(ids) == total and len(set(ids)) == total
+    assert "cut-off" not in ids
+    already = first.count(b"\n")
+    assert f"{already} already in the output" in done.stderr
+
+
+def test_llm_run_stops_cleanly_at_the_token_cap_and_resumes(tmp_path):
+    latents = read_latents(EXPORT)
+    with StubOpenAI() as stub:
+        transport = app_transport(openai_base_url=stub.base_url, simulator="json", explainer_backend="offline")
+        out = tmp_path / "out.jsonl"
+        output = Output(out)
+        summary = run(latents, output, transport, Options(), concurrency=1, max_tokens=1)
+        output.close()
+        assert summary.stopped_because == "--max-tokens 1 reached"
+        first = lines(out)
+        assert 1 <= len(first) < 4 and summary.tokens > 0
+        assert all(line["usage"].get("prompt_tokens", 0) > 0 for line in first if not line["error"])
+        output = Output(out)
+        rest = run(latents, output, transport, Options(), concurrency=2)
+        output.close()
+        assert rest.stopped_because == "done" and rest.skipped == len(first)
+    assert sorted(line["id"] for line in lines(out)) == sorted(latent.id for latent in latents)
+
+
+def test_fan_out_routes_around_a_dead_service_and_leaves_failures_for_a_rerun(tmp_path):
+    import threading
+
+    from werkzeug.serving import make_server
+
+    from server import create_app
+
+    server = make_server("127.0.0.1", 0, create_app(make_settings(log_level="WARNING")), threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        live = f"http://127.0.0.1:{server.server_port}"
+        dead = refused_url().removesuffix("/v1")
+        latents = read_latents(EXPORT)
+        out = tmp_path / "out.jsonl"
+        output = Output(out)
+        summary = run(latents, output, HttpTransport([dead, live], retries=0), Options(), concurrency=2)
+        output.close()
+        assert summary.written == 4 and summary.retry_later == 0
+        # Only dead services: nothing is written, every latent is left for the rerun.
+        out2 = tmp_path / "out2.jsonl"
+        output = Output(out2)
+        summary = run(latents, output, HttpTransport([dead], retries=0), Options(), concurrency=2)
+        output.close()
+        assert summary.written == 0 and summary.retry_later == 4 and out2.read_text() == ""
+    finally:
+        server.shutdown()
+
+
+def test_an_output_that_is_not_ours_is_refused(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text("not json\n")
+    with pytest.raises(InputError, match="is not a line this command wrote"):
+        Output(out)
