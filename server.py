@@ -27,6 +27,7 @@ from scorer import service as scoring
 from scorer.scorers import SCORER_NAMES, SIMULATION, default_judge
 from scorer.scorers.base import ScorerInputError
 from scorer.simulators import SIMULATOR_NAMES
+from web.routes import viewer
 
 VERSION = "0.1.0"
 log = logging.getLogger("neuron_interp")
@@ -64,6 +65,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     observability.init_app(app, settings)
     ratelimit.init_app(app, settings)
     logging.basicConfig(level=settings.log_level.upper())
+    app.register_blueprint(viewer.bp)
 
     # -- request helpers ----------------------------------------------------
 
