@@ -3,9 +3,10 @@
 
 import { svg } from "./dom.js";
 
-const WIDTH = 640;
-const LEFT = 40;
-const RIGHT = 24;
+const WIDTH = 1000;
+const LEFT = 330; // room for the explanations' labels
+const RIGHT = 60;
+const LABEL_CHARS = 46;
 const ROW = 30;
 const TOP = 14;
 const AXIS = 30;
@@ -25,7 +26,10 @@ export function drawScores(node, rows) {
   }
   rows.forEach((row, i) => {
     const y = TOP + i * ROW + ROW / 2;
-    node.append(svg("text", { x: LEFT - 10, y: y + 4, class: "rank", "text-anchor": "end" }, `#${i + 1}`));
+    const label = row.explanation.length > LABEL_CHARS ? `${row.explanation.slice(0, LABEL_CHARS - 1)}…` : row.explanation;
+    const name = svg("text", { x: LEFT - 14, y: y + 4, class: "rank", "text-anchor": "end" }, `#${i + 1} ${label}`);
+    name.append(svg("title", {}, row.explanation));
+    node.append(name);
     const interval = row.interval;
     if (interval && Number.isFinite(interval.low) && Number.isFinite(interval.high)) {
       node.append(svg("line", { x1: x(interval.low), x2: x(interval.high), y1: y, y2: y, class: "whisker" }));
@@ -37,6 +41,8 @@ export function drawScores(node, rows) {
       const dot = svg("circle", { cx: x(row.score), cy: y, r: 6, class: i === 0 ? "dot best" : "dot" });
       dot.append(svg("title", {}, `#${i + 1} ${row.explanation}: ${row.score.toFixed(3)}`));
       node.append(dot);
+      const right = Math.max(row.score, interval && Number.isFinite(interval.high) ? interval.high : row.score);
+      node.append(svg("text", { x: x(right) + 10, y: y + 4, class: "value" }, row.score.toFixed(3)));
     } else {
       node.append(svg("text", { x: x(0) + 8, y: y + 4, class: "tick" }, "no score"));
     }

@@ -68,7 +68,7 @@ export function renderTexts(list, texts, answer) {
     if (failed.has(i) || (sim && sim.error)) {
       head.append(el("span", { className: "failed", text: `failed: ${failed.get(i) || sim.error}` }));
     } else if (sim) {
-      head.append(el("span", { text: `score ${fmt(sim.ev_correlation_score)}`, attrs: { "data-text-score": String(sim.ev_correlation_score) } }));
+      head.append(el("span", { text: sim.ev_correlation_score === null ? "score – (undefined: a constant text or prediction)" : `score ${fmt(sim.ev_correlation_score)}`, attrs: { "data-text-score": sim.ev_correlation_score === null ? "" : String(sim.ev_correlation_score) } }));
     }
     const info = perText[i];
     if (info && typeof info === "object") {

@@ -1,0 +1,226 @@
+"""The viewer in a real headless Chromium (selenium), against the app on a loopback port.
+
+Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver;
+.ci/run installs them): nothing is downloaded at run time. Without them the tests skip on
+a developer's machine and fail in CI (CI=true). Each answer the page shows is checked
+against the same request sent with `requests`: the offline simulator is deterministic.
+Screenshots of the score and compare views go to docs/screenshots/.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlparse
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from server import create_app
+from tests.conftest import ROOT, make_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+WAIT = 90  # seconds a step may take on a loaded machine before the test gives up
+
+webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
+
+XSS_TOKEN = '<img src=x onerror="window.__pwned=1;alert(1)">'
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    app = create_app(make_settings())
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        message = f"not installed: {', '.join(missing)} (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must not fetch anything
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1200,2400", "--force-device-scale-factor=1", "--lang=en-US"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def wait_for(driver, condition):
+    return WebDriverWait(driver, WAIT).until(lambda d: condition(d))
+
+
+def open_page(driver, url):
+    driver.get(url)
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready") == "1")
+
+
+def load_example(driver, example_id):
+    Select(driver.find_element(By.ID, "example")).select_by_value(example_id)
+    wait_for(driver, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == example_id)
+
+
+def scored_explanation(driver):
+    return driver.find_element(By.ID, "score").get_attribute("data-explanation")
+
+
+def score_from_page(driver, explanation):
+    field = driver.find_element(By.ID, "explanation")
+    field.clear()
+    field.send_keys(explanation)
+    driver.find_element(By.ID, "score-btn").click()
+    wait_for(driver, lambda d: scored_explanation(d) == explanation)
+
+
+def post(base_url, path, body):
+    response = requests.post(f"{base_url}{path}", json=body, timeout=WAIT)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def example_body(base_url, example_id):
+    return requests.get(f"{base_url}/examples/{example_id}", timeout=WAIT).json()
+
+
+def as_float(text):
+    return None if text == "" else float(text)
+
+
+def assert_page_shows(driver, texts, answer):
+    """#score and every token cell carry exactly the values of `answer` for `texts`."""
+    assert as_float(driver.find_element(By.ID, "score").get_attribute("data-score")) == answer["score"]
+    rows = driver.find_elements(By.CSS_SELECTOR, "#texts > li")
+    assert len(rows) == len(texts)
+    cells = driver.find_elements(By.CSS_SELECTOR, "#texts .tok")
+    assert len(cells) == sum(len(t["tokens"]) for t in texts)
+    shown = [(float(c.get_attribute("data-true")), as_float(c.get_attribute("data-sim"))) for c in cells]
+    expected = [
+        (true, sim)
+        for text, simulation in zip(texts, answer["simulations"])
+        for true, sim in zip(text["values"], simulation["simulation"]["expected_activations"])
+    ]
+    assert shown == expected
+
+
+def test_score_an_example(browser, base_url):
+    open_page(browser, base_url + "/")
+    load_example(browser, "puzzle-colors")
+    body = example_body(base_url, "puzzle-colors")
+    explanation = body["suggestion"]
+    score_from_page(browser, explanation)
+
+    answer = post(base_url, "/score", {"explanation": explanation, "activations": body["activations"], "simulator": "offline"})
+    assert_page_shows(browser, body["activations"], answer)
+    first = browser.find_element(By.CSS_SELECTOR, "#texts .tok")
+    assert first.get_attribute("tabindex") == "0"
+    assert "true 9.000" in first.get_attribute("title") and first.get_attribute("aria-label") == first.get_attribute("title")
+    per_text = browser.find_elements(By.CSS_SELECTOR, "#texts [data-text-score]")
+    assert [as_float(p.get_attribute("data-text-score")) for p in per_text] == [
+        s["ev_correlation_score"] for s in answer["simulations"]
+    ]
+    # The state is in the URL, ready to share.
+    query = parse_qs(urlparse(browser.current_url).query)
+    assert query["example"] == ["puzzle-colors"] and query["explanation"] == [explanation]
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.find_element(By.ID, "result").screenshot(str(SCREENSHOTS / "score.png"))
+
+
+def test_compare_explanations(browser, base_url):
+    open_page(browser, base_url + "/?example=puzzle-colors")
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "puzzle-colors")
+    browser.find_element(By.ID, "compare-fill").click()
+    explanations = [line for line in browser.find_element(By.ID, "compare-input").get_attribute("value").split("\n") if line]
+    body = example_body(base_url, "puzzle-colors")
+    assert explanations == [body["suggestion"], *body["false_explanations"]]
+    browser.find_element(By.ID, "compare-btn").click()
+    result = browser.find_element(By.ID, "compare-result")
+    wait_for(browser, lambda d: result.get_attribute("data-state") == "done")
+
+    has_compare = requests.post(f"{base_url}/compare", json={}, timeout=WAIT).status_code != 404
+    assert result.get_attribute("data-via") == ("/compare" if has_compare else "/score per explanation")
+    scores = {
+        e: post(base_url, "/score", {"explanation": e, "activations": body["activations"], "simulator": "offline"})["score"]
+        for e in explanations
+    }
+    rows = browser.find_elements(By.CSS_SELECTOR, "#compare-table tbody tr")
+    shown = [(r.find_element(By.CSS_SELECTOR, "button").text, as_float(r.get_attribute("data-score"))) for r in rows]
+    assert shown == sorted(scores.items(), key=lambda item: -item[1])  # best first
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-chart circle")) == len(explanations)
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    browser.find_element(By.ID, "compare").screenshot(str(SCREENSHOTS / "compare.png"))
+
+
+def test_explain_dry_run_then_generate_and_score(browser, base_url):
+    open_page(browser, base_url + "/")
+    load_example(browser, "gpt2-small-0-res-jb-0")
+    Select(browser.find_element(By.ID, "style")).select_by_value("summary")
+    browser.find_element(By.ID, "dry-run").click()
+    prompt = browser.find_element(By.ID, "prompt")
+    wait_for(browser, lambda d: prompt.get_attribute("data-tokens"))
+
+    body = example_body(base_url, "gpt2-small-0-res-jb-0")
+    dry = post(base_url, "/explain", {"activations": body["activations"], "style": "summary", "dry_run": True})
+    assert int(prompt.get_attribute("data-tokens")) == dry["prompt_tokens"]
+    shown = browser.find_elements(By.CSS_SELECTOR, "#prompt-messages pre")
+    assert [p.get_attribute("textContent") for p in shown] == [m["content"] for m in dry["messages"]]
+
+    browser.find_element(By.ID, "generate").click()
+    written = post(base_url, "/explain", {"activations": body["activations"], "style": "summary"})["explanation"]
+    wait_for(browser, lambda d: scored_explanation(d) == written)
+    assert browser.find_element(By.ID, "explanation").get_attribute("value") == written
+
+
+def test_a_shared_link_scores_on_load(browser, base_url):
+    explanation = "numbers and years"
+    open_page(browser, f"{base_url}/?example=puzzle-years&explanation={quote(explanation)}&simulator=offline")
+    wait_for(browser, lambda d: scored_explanation(d) == explanation)
+    body = example_body(base_url, "puzzle-years")
+    answer = post(base_url, "/score", {"explanation": explanation, "activations": body["activations"], "simulator": "offline"})
+    assert_page_shows(browser, body["activations"], answer)
+
+
+def test_untrusted_text_is_shown_as_text(browser, base_url):
+    open_page(browser, base_url + "/")
+    texts = [
+        {"tokens": ["a", XSS_TOKEN, " fox"], "values": [0, 3, 1]},
+        {"tokens": ["<b>", "bold", "</b>"], "values": [1, 0, 0]},
+    ]
+    browser.find_element(By.CSS_SELECTOR, "#paste-box summary").click()
+    browser.find_element(By.ID, "paste").send_keys(json.dumps({"activations": texts}))
+    browser.find_element(By.ID, "paste-load").click()
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "pasted")
+    explanation = '<script>window.__pwned=1</script> images'
+    score_from_page(browser, explanation)
+
+    shown = [c.get_attribute("textContent") for c in browser.find_elements(By.CSS_SELECTOR, "#texts .tok .t")]
+    assert shown == texts[0]["tokens"] + texts[1]["tokens"]
+    assert explanation in browser.find_element(By.ID, "result-h").text
+    assert browser.find_elements(By.CSS_SELECTOR, "main img, main script, main b") == []
+    assert browser.execute_script("return window.__pwned === undefined")
+    with pytest.raises(NoAlertPresentException):
+        browser.switch_to.alert.text
