@@ -4,9 +4,9 @@
 import { svg } from "./dom.js";
 
 const WIDTH = 1000;
-const LEFT = 330; // room for the explanations' labels
+const LEFT = 340; // room for the explanations' labels
 const RIGHT = 60;
-const LABEL_CHARS = 46;
+const LABEL_CHARS = 40;
 const ROW = 30;
 const TOP = 14;
 const AXIS = 30;
