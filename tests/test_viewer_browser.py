@@ -19,7 +19,7 @@ import requests
 from werkzeug.serving import make_server
 
 from server import create_app
-from tests.conftest import ROOT, make_settings
+from tests.conftest import ROOT, SHARED_DATA, make_settings
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -29,7 +29,9 @@ WAIT = 90  # seconds a step may take on a loaded machine before the test gives u
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 XSS_TOKEN = '<img src=x onerror="window.__pwned=1;alert(1)">'
@@ -125,6 +127,29 @@ def assert_page_shows(driver, texts, answer):
     assert shown == expected
 
 
+def assert_keyboard_reaches_the_tokens(driver):
+    """One tab stop per text; the arrow keys move between tokens and texts; a focused token
+    tells its values in its aria-label and in a visible box (its ::after content)."""
+    rows = driver.find_elements(By.CSS_SELECTOR, "#texts .cells")
+    for row in rows:
+        stops = [c.get_attribute("tabindex") for c in row.find_elements(By.CSS_SELECTOR, ".tok")]
+        assert stops == ["0"] + ["-1"] * (len(stops) - 1)
+    driver.execute_script("document.getElementById('share').focus()")
+    keys = ActionChains(driver)
+    keys.send_keys(Keys.TAB).perform()
+    first = rows[0].find_elements(By.CSS_SELECTOR, ".tok")[0]
+    assert driver.switch_to.active_element == first
+    keys.send_keys(Keys.ARROW_RIGHT, Keys.ARROW_DOWN).perform()
+    focused = driver.switch_to.active_element
+    assert focused == rows[1].find_elements(By.CSS_SELECTOR, ".tok")[1]
+    label = focused.get_attribute("aria-label")
+    assert label == focused.get_attribute("title")
+    assert f"true {float(focused.get_attribute('data-true')):.3f}" in label
+    assert f"simulated {float(focused.get_attribute('data-sim')):.3f}" in label
+    box = driver.execute_script("return getComputedStyle(arguments[0], '::after').content", focused)
+    assert box == json.dumps(label, ensure_ascii=False)
+
+
 def test_score_an_example(browser, base_url):
     open_page(browser, base_url + "/")
     load_example(browser, "puzzle-colors")
@@ -134,9 +159,7 @@ def test_score_an_example(browser, base_url):
 
     answer = post(base_url, "/score", {"explanation": explanation, "activations": body["activations"], "simulator": "offline"})
     assert_page_shows(browser, body["activations"], answer)
-    first = browser.find_element(By.CSS_SELECTOR, "#texts .tok")
-    assert first.get_attribute("tabindex") == "0"
-    assert "true 9.000" in first.get_attribute("title") and first.get_attribute("aria-label") == first.get_attribute("title")
+    assert_keyboard_reaches_the_tokens(browser)
     per_text = browser.find_elements(By.CSS_SELECTOR, "#texts [data-text-score]")
     assert [as_float(p.get_attribute("data-text-score")) for p in per_text] == [
         s["ev_correlation_score"] for s in answer["simulations"]
@@ -224,3 +247,29 @@ def test_untrusted_text_is_shown_as_text(browser, base_url):
     assert browser.execute_script("return window.__pwned === undefined")
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text
+
+
+def test_open_an_saedashboard_export_and_a_neuronpedia_feature(browser, base_url, tmp_path):
+    export = SHARED_DATA / "neuronpedia-gpt2-small-res-jb" / "batch-0.json"
+    if not export.exists():
+        pytest.skip(f"shared data not found at {export}")
+    open_page(browser, base_url + "/")
+    browser.find_element(By.ID, "file").send_keys(str(export))
+    wait_for(browser, lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-loaded") == "pasted")
+    picker = Select(browser.find_element(By.ID, "feature"))
+    assert [o.text for o in picker.options] == ["latent 0", "latent 1 (all zero)"]
+    assert picker.first_selected_option.text == "latent 0"  # the silent latent is not chosen
+    assert browser.find_element(By.ID, "load-status").text == "latent 0: 38 texts, 4826 tokens"
+
+    feature = {
+        "index": "7",
+        "activations": [{"tokens": [" a", " fox"], "values": [0, 2], "maxValue": 2}],
+        "explanations": [{"description": "foxes"}],
+    }
+    path = tmp_path / "feature.json"
+    path.write_text(json.dumps(feature))
+    browser.find_element(By.ID, "file").send_keys(str(path))
+    wait_for(browser, lambda d: d.find_element(By.ID, "load-status").text.startswith("latent 7:"))
+    assert not browser.find_element(By.ID, "feature-pick").is_displayed()
+    browser.find_element(By.ID, "suggestion").click()
+    assert browser.find_element(By.ID, "explanation").get_attribute("value") == "foxes"

@@ -31,7 +31,7 @@ function tokenCell(token, trueValue, simValue, trueMax, simMax) {
   const cell = el("span", {
     className: "tok",
     attrs: {
-      tabindex: "0",
+      tabindex: "-1",
       title: tip,
       "aria-label": tip,
       "data-tip": tip,
@@ -48,6 +48,33 @@ function tokenCell(token, trueValue, simValue, trueMax, simMax) {
   else bar.classList.add("none");
   cell.append(text, bar);
   return cell;
+}
+
+// Keyboard: one tab stop per text (its first token); the arrow keys move between tokens
+// (left/right) and texts (up/down), Home/End to a text's ends. A focused token shows its
+// values in a box under it, the same text as its title and aria-label.
+function moveFocus(event) {
+  const cell = event.target.closest(".tok");
+  if (!cell) return;
+  const row = cell.parentElement;
+  const cells = [...row.children];
+  const at = cells.indexOf(cell);
+  let next = null;
+  if (event.key === "ArrowRight") next = cells[at + 1];
+  else if (event.key === "ArrowLeft") next = cells[at - 1];
+  else if (event.key === "Home") next = cells[0];
+  else if (event.key === "End") next = cells[cells.length - 1];
+  else if (event.key === "ArrowDown" || event.key === "ArrowUp") {
+    const li = row.closest("li");
+    const other = event.key === "ArrowDown" ? li.nextElementSibling : li.previousElementSibling;
+    const target = other && other.querySelectorAll(".cells .tok");
+    if (target && target.length) next = target[Math.min(at, target.length - 1)];
+  }
+  if (!next) return;
+  event.preventDefault();
+  cell.setAttribute("tabindex", "-1");
+  next.setAttribute("tabindex", "0");
+  next.focus();
 }
 
 // `texts`: the request's [{tokens, values}]; `answer`: the /score response.
@@ -77,11 +104,13 @@ export function renderTexts(list, texts, answer) {
         .map(([k, v]) => `${k}: ${typeof v === "number" ? fmt(v) : v}`);
       head.append(el("span", { className: "muted", text: bits.join(" · ") }));
     }
-    const cells = el("div", { className: "cells" });
+    const cells = el("div", { className: "cells", attrs: { role: "group", "aria-label": `text ${i + 1}, tokens` } });
+    cells.addEventListener("keydown", moveFocus);
     text.tokens.forEach((token, j) => {
       const simValue = expected && j < expected.length ? expected[j] : null;
       cells.append(tokenCell(token, text.values[j], simValue, trueMax, simMax));
     });
+    if (cells.firstElementChild) cells.firstElementChild.setAttribute("tabindex", "0");
     const row = el("li", { className: failed.has(i) ? "text failed-row" : "text" }, [head, cells]);
     list.append(row);
   });
