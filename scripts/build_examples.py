@@ -33,7 +33,9 @@ def window(tokens: list[str], values: list[float], size: int = WINDOW) -> tuple[
 
 
 def latent_example(model: str, layer: int, sae_set: str, feature: dict) -> dict:
-    texts = sorted(feature["activations"], key=lambda a: max(a["values"]), reverse=True)
+    # The export lists some texts twice (in several bins): each text once, strongest first.
+    unique = {tuple(a["tokens"]): a for a in feature["activations"]}
+    texts = sorted(unique.values(), key=lambda a: max(a["values"]), reverse=True)
     active = [a for a in texts if max(a["values"]) > 0][:TOP_TEXTS]
     silent = [a for a in texts if max(a["values"]) <= 0][:ZERO_TEXTS]
     activations = []

@@ -68,6 +68,7 @@ def test_every_example_is_ready_for_score(client):
         assert 5 <= entry["texts"] <= 20
         for text in body["activations"]:
             assert len(text["tokens"]) == len(text["values"]) <= 64
+        assert len({tuple(t["tokens"]) for t in body["activations"]}) == entry["texts"]  # no text twice
         scored = client.post("/score", json={**body, "explanation": body.get("suggestion", "the word the")})
         assert scored.status_code == 200, scored.get_data(as_text=True)
         answer = strict_json(scored)

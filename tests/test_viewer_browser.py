@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import parse_qs, quote, urlparse
 
@@ -37,9 +38,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 XSS_TOKEN = '<img src=x onerror="window.__pwned=1;alert(1)">'
 
 
-@pytest.fixture(scope="module")
-def base_url():
-    app = create_app(make_settings())
+@contextmanager
+def serving(app):
     server = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -48,6 +48,12 @@ def base_url():
     finally:
         server.shutdown()
         thread.join()
+
+
+@pytest.fixture(scope="module")
+def base_url():
+    with serving(create_app(make_settings())) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -273,3 +279,24 @@ def test_open_an_saedashboard_export_and_a_neuronpedia_feature(browser, base_url
     assert not browser.find_element(By.ID, "feature-pick").is_displayed()
     browser.find_element(By.ID, "suggestion").click()
     assert browser.find_element(By.ID, "explanation").get_attribute("value") == "foxes"
+
+
+def test_the_secret_is_typed_sent_as_a_header_and_kept_only_for_the_tab(browser):
+    key = "viewer-test-key-3f9a"
+    with serving(create_app(make_settings(server_key=key))) as url:
+        open_page(browser, url + "/")
+        assert "a secret is required" in browser.find_element(By.ID, "service").text
+        load_example(browser, "puzzle-of")  # the packaged examples need no secret
+        browser.find_element(By.ID, "explanation").send_keys("the word of")
+        browser.find_element(By.ID, "score-btn").click()
+        status = browser.find_element(By.ID, "score-status")
+        wait_for(browser, lambda d: "unauthorized" in status.text)
+
+        browser.find_element(By.ID, "secret").send_keys(key)
+        browser.find_element(By.ID, "score-btn").click()
+        wait_for(browser, lambda d: scored_explanation(d) == "the word of")
+        stored = browser.execute_script(
+            "return [sessionStorage.getItem('neuron-interp.secret'), localStorage.length, document.cookie]"
+        )
+        assert stored == [key, 0, ""]
+        assert key not in browser.current_url and key not in browser.find_element(By.TAG_NAME, "body").text

@@ -163,6 +163,7 @@ function showResult(answer, explanation) {
     `${answer.texts_scored ?? "?"} texts scored${failures ? ` · ${failures} failed` : ""} · ${usageText(answer)}` +
     (Number.isFinite(answer.elapsed_ms) ? ` · ${answer.elapsed_ms} ms` : "");
   $("#result-h").textContent = `Result: “${explanation}”`;
+  $("#legend-sim").hidden = !(answer.simulations || []).length;
   renderTexts($("#texts"), state.dataset.activations, answer);
   result.dataset.state = "done";
 }

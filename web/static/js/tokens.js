@@ -100,8 +100,8 @@ export function renderTexts(list, texts, answer) {
     const info = perText[i];
     if (info && typeof info === "object") {
       const bits = Object.entries(info)
-        .filter(([, v]) => v === null || ["string", "number", "boolean"].includes(typeof v))
-        .map(([k, v]) => `${k}: ${typeof v === "number" ? fmt(v) : v}`);
+        .filter(([k, v]) => k !== "index" && ["string", "number", "boolean"].includes(typeof v))
+        .map(([k, v]) => `${k.replace(/_/g, " ")}: ${typeof v === "number" && !Number.isInteger(v) ? fmt(v) : v}`);
       head.append(el("span", { className: "muted", text: bits.join(" · ") }));
     }
     const cells = el("div", { className: "cells", attrs: { role: "group", "aria-label": `text ${i + 1}, tokens` } });
