@@ -19,6 +19,9 @@ import pytest
 import requests
 from werkzeug.serving import make_server
 
+from flask import jsonify, request
+
+from scorer import service as scoring
 from server import create_app
 from tests.conftest import ROOT, SHARED_DATA, make_settings
 
@@ -70,6 +73,7 @@ def browser():
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
                 "--window-size=1200,2400", "--force-device-scale-factor=1", "--lang=en-US"):
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
     try:
         yield driver
@@ -253,6 +257,8 @@ def test_untrusted_text_is_shown_as_text(browser, base_url):
     assert browser.execute_script("return window.__pwned === undefined")
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.text
+    # Nothing even tried to run: the policy reported no blocked inline script or handler.
+    assert [e["message"] for e in browser.get_log("browser") if "Content Security Policy" in e["message"]] == []
 
 
 def test_open_an_saedashboard_export_and_a_neuronpedia_feature(browser, base_url, tmp_path):
@@ -300,3 +306,45 @@ def test_the_secret_is_typed_sent_as_a_header_and_kept_only_for_the_tab(browser)
         )
         assert stored == [key, 0, ""]
         assert key not in browser.current_url and key not in browser.find_element(By.TAG_NAME, "body").text
+
+
+def test_intervals_and_pairs_from_compare_are_shown(browser, monkeypatch):
+    """What the page shows of `score_interval` and of POST /compare, against a service that has
+    them (canned here: an interval around each score, and /compare made of /score answers)."""
+    real = scoring.score_by_simulation
+
+    def with_interval(req, runtime, *, deadline):
+        payload = real(req, runtime, deadline=deadline)
+        score = payload["score"]
+        payload["score_interval"] = {"low": score - 0.25, "high": min(1.0, score + 0.03), "level": 0.95, "method": "bootstrap"}
+        return payload
+
+    monkeypatch.setattr(scoring, "score_by_simulation", with_interval)
+    app = create_app(make_settings())
+    inner = app.test_client()
+
+    @app.post("/compare")
+    def compare():
+        body = request.get_json()
+        results = [inner.post("/score", json={**body, "explanation": e}).get_json() for e in body["explanations"]]
+        pair = {"a": 0, "b": 1, "difference": 0.5, "interval": {"low": 0.25, "high": 0.75}, "p_value": 0.01, "p_adjusted": 0.02}
+        return jsonify({"results": results, "pairs": [pair], "ranking": [0, 1]})
+
+    with serving(app) as url:
+        open_page(browser, f"{url}/?example=puzzle-colors&explanation=colors&compare=colors&compare=smell")
+        wait_for(browser, lambda d: d.find_element(By.ID, "compare-result").get_attribute("data-state") == "done")
+        body = example_body(url, "puzzle-colors")
+        answers = {e: post(url, "/score", {"explanation": e, "activations": body["activations"], "simulator": "offline"})
+                   for e in ("colors", "smell")}
+        iv = answers["colors"]["score_interval"]
+        assert browser.find_element(By.ID, "interval").text == f"95% interval [{iv['low']:.3f}, {iv['high']:.3f}] · bootstrap"
+        assert browser.find_element(By.ID, "compare-result").get_attribute("data-via") == "/compare"
+        rows = browser.find_elements(By.CSS_SELECTOR, "#compare-table tbody tr")
+        ranked = sorted(answers.items(), key=lambda item: -item[1]["score"])
+        assert [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows] == [
+            f"[{a['score_interval']['low']:.3f}, {a['score_interval']['high']:.3f}]" for _, a in ranked
+        ]
+        assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-chart line.whisker")) == 3 * len(rows)
+        assert browser.find_element(By.ID, "compare-pairs").text == (
+            "“colors” − “smell”: 0.500 [0.250, 0.750] · adjusted p 0.020"
+        )
