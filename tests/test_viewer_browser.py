@@ -181,6 +181,11 @@ def test_score_an_example(browser, base_url):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     browser.find_element(By.ID, "result").screenshot(str(SCREENSHOTS / "score.png"))
 
+    # Other texts: the answer about the previous ones goes away.
+    load_example(browser, "puzzle-of")
+    assert not browser.find_element(By.ID, "result").is_displayed()
+    assert parse_qs(urlparse(browser.current_url).query)["example"] == ["puzzle-of"]
+
 
 def test_compare_explanations(browser, base_url):
     open_page(browser, base_url + "/?example=puzzle-colors")

@@ -94,6 +94,13 @@ function choose(select, value) {
 
 function useDataset(dataset) {
   state.dataset = dataset;
+  // Answers about the previous texts would be read as answers about these.
+  for (const id of ["#result", "#compare-result", "#prompt"]) {
+    $(id).hidden = true;
+    delete $(id).dataset.state;
+  }
+  $("#score").dataset.explanation = "";
+  delete $("#prompt").dataset.tokens;
   const n = dataset.activations.length;
   setStatus($("#load-status"), `${dataset.title}: ${n} text${n === 1 ? "" : "s"}, ${tokenCount(dataset.activations)} tokens`, "ok");
   const box = $("#suggestion-box");
@@ -142,7 +149,8 @@ function loadPasted(raw) {
 // -- 2 · score -------------------------------------------------------------------
 
 function scoreRequest(explanation) {
-  const body = { explanation, activations: state.dataset.activations, simulator: $("#simulator").value };
+  const body = { explanation, activations: state.dataset.activations };
+  if ($("#simulator").value) body.simulator = $("#simulator").value;
   const scorer = $("#scorer").value;
   if (scorer && scorer !== "simulation") body.scorer = scorer;
   return body;
@@ -193,7 +201,8 @@ async function scoreNow() {
 // -- 3 · compare -----------------------------------------------------------------
 
 async function compareAnswers(explanations) {
-  const body = { explanations, activations: state.dataset.activations, simulator: $("#simulator").value };
+  const body = { explanations, activations: state.dataset.activations };
+  if ($("#simulator").value) body.simulator = $("#simulator").value;
   try {
     const answer = await api.compare(body);
     return { results: answer.results, pairs: answer.pairs || [], via: "/compare" };
@@ -356,7 +365,8 @@ async function start() {
     $("#explanation").value = state.dataset.suggestion;
     writeUrl();
   });
-  $("#explanation").addEventListener("keydown", (e) => e.key === "Enter" && scoreNow());
+  // Buttons are disabled during a request; Enter must wait as well.
+  $("#explanation").addEventListener("keydown", (e) => e.key === "Enter" && !document.body.dataset.busy && scoreNow());
   $("#score-btn").addEventListener("click", scoreNow);
   $("#share").addEventListener("click", async () => {
     writeUrl();
