@@ -13,7 +13,7 @@ from flask import Flask
 from runtime import Runtime, Settings
 from web import body_timeout, errors, limits, observability, proxy
 from web.bodies import StrictJSONProvider, start_clock
-from web.routes import explaining, operations, scoring
+from web.routes import explaining, operations, scoring, viewer
 
 
 def create_app(config: Settings | None = None, runtime: Runtime | None = None) -> Flask:
@@ -30,7 +30,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     observability.init_app(app, settings)
     limits.init_app(app, settings)
     app.before_request(start_clock)
-    for blueprint in (scoring.bp, explaining.bp, operations.bp):
+    for blueprint in (scoring.bp, explaining.bp, operations.bp, viewer.bp):
         app.register_blueprint(blueprint)
     errors.init_app(app, settings.max_content_length)
     return app
