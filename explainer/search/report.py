@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from explainer.search.evaluate import Evaluation
-from explainer.search.stats import correlation_p_value, fisher_ci, holm
+from explainer.search.stats import correlation_p_value, fisher_ci
+from scorer.stats import holm
 
 ALPHA = 0.05
 CORRECTION = "holm"
