@@ -569,3 +569,40 @@ def paired_bootstrap(
         points, resampled, level=level, seed=seed, alpha=alpha, unavailable=unavailable
     )
     return Comparison(points, intervals, pairs, ranking, common, alpha, "holm", notes)
+
+
+def paired_bootstrap_statistic(
+    points: Sequence[float | None],
+    statistics: Sequence[Callable[[np.ndarray], np.ndarray]],
+    n_items: int,
+    *,
+    resamples: int = DEFAULT_RESAMPLES,
+    level: float = DEFAULT_LEVEL,
+    seed: int = DEFAULT_SEED,
+    alpha: float = DEFAULT_ALPHA,
+) -> Comparison:
+    """Compare k explanations by any score, on the same `n_items` texts.
+
+    `points[e]` is explanation e's score; `statistics[e](counts)` its score on every
+    resample, from the (B, n_items) count matrix shared by all (NaN where undefined). For
+    the classifier scorers: `lambda c: balanced_accuracy_from_totals(c @ sums_e)` with
+    `sums_e = balanced_accuracy_sums(labels, answers_e)` over the texts every explanation
+    has an answer for, or `lambda c: resampled_auc(*auc_pairs(scores_e, labels), c)`.
+    """
+    _check(resamples, level)
+    k = len(points)
+    if k < 2 or len(statistics) != k:
+        raise ValueError("a comparison needs at least 2 explanations, each with its statistic")
+    notes: list[str] = []
+    unavailable = None
+    if n_items < MIN_TEXTS:
+        unavailable = f"a comparison needs at least {MIN_TEXTS} texts scored for every explanation; {n_items} given"
+        notes.append(unavailable)
+        resampled = np.full((resamples, k), np.nan)
+    else:
+        counts = resample_counts(n_items, resamples, seed).astype(np.float64)
+        resampled = np.column_stack([np.asarray(f(counts), dtype=np.float64) for f in statistics])
+    intervals, pairs, ranking = compare_resampled(
+        points, resampled, level=level, seed=seed, alpha=alpha, unavailable=unavailable
+    )
+    return Comparison(list(points), intervals, pairs, ranking, list(range(n_items)), alpha, "holm", notes)

@@ -281,3 +281,25 @@ def test_holm_is_capped_monotone_and_never_below_the_raw_p():
         assert all(raw <= adj <= 1.0 for raw, adj in zip(p, adjusted))
         # Holm is uniformly more powerful than Bonferroni.
         assert all(adj <= min(1.0, len(p) * raw) + 1e-15 for raw, adj in zip(p, adjusted))
+
+
+def test_paired_comparison_of_classifier_scores():
+    rng = np.random.default_rng(12)
+    labels = [bool(x) for x in rng.integers(0, 2, 40)]
+    good = [y if rng.random() < 0.95 else not y for y in labels]
+    chance = [bool(x) for x in rng.integers(0, 2, 40)]
+    answer_sets = [good, chance, good]
+    sums = [stats.balanced_accuracy_sums(labels, a) for a in answer_sets]
+    comparison = stats.paired_bootstrap_statistic(
+        [score_math.balanced_accuracy(labels, a) for a in answer_sets],
+        [lambda c, s=s: stats.balanced_accuracy_from_totals(c @ s) for s in sums],
+        len(labels),
+    )
+    by_pair = {(p.a, p.b): p for p in comparison.pairs}
+    assert by_pair[(0, 1)].difference > 0 and by_pair[(0, 1)].p_adjusted <= 0.05
+    assert by_pair[(0, 2)].p_value == 1.0
+    assert {r["index"]: r["rank"] for r in comparison.ranking} == {0: 1, 2: 1, 1: 2}
+    json.dumps(comparison.to_dict(), allow_nan=False)
+    # The resampled balanced accuracies are those of the one-explanation interval.
+    alone = stats.balanced_accuracy_interval(labels, good)
+    assert comparison.intervals[0] == alone
