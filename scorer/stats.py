@@ -219,12 +219,17 @@ def correlation_sums(trues: Sequence[ArrayLike], predicteds: Sequence[ArrayLike]
         empty = np.zeros(0)
         return CorrelationSums(np.zeros((0, 6)), empty, empty, empty, empty)
     all_x, all_y = np.concatenate(xs), np.concatenate(ys)
+    # Each side by a power of two first (exact), as scorer.math.pearson does: values of 1e200
+    # do not overflow the moments, nor do those of 1e-200 underflow them.
+    x_shift, y_shift = -_exponent(all_x), -_exponent(all_y)
+    all_x, all_y = np.ldexp(all_x, x_shift), np.ldexp(all_y, y_shift)
     x_scale = np.std(all_x) or 1.0
     y_scale = np.std(all_y) or 1.0
     x_mean, y_mean = np.mean(all_x), np.mean(all_y)
     rows = []
     for x, y in zip(xs, ys):
-        cx, cy = (x - x_mean) / x_scale, (y - y_mean) / y_scale
+        cx = (np.ldexp(x, x_shift) - x_mean) / x_scale
+        cy = (np.ldexp(y, y_shift) - y_mean) / y_scale
         rows.append([x.size, cx.sum(), cy.sum(), cx @ cx, cy @ cy, cx @ cy])
     return CorrelationSums(
         sums=np.asarray(rows, dtype=np.float64),
@@ -233,6 +238,11 @@ def correlation_sums(trues: Sequence[ArrayLike], predicteds: Sequence[ArrayLike]
         y_lo=np.array([y.min() for y in ys]),
         y_hi=np.array([y.max() for y in ys]),
     )
+
+
+def _exponent(x: np.ndarray) -> int:
+    largest = float(np.max(np.abs(x))) if x.size else 0.0
+    return int(np.frexp(largest)[1]) if np.isfinite(largest) else 0
 
 
 def _constant(counts: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

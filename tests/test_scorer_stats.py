@@ -303,3 +303,12 @@ def test_paired_comparison_of_classifier_scores():
     # The resampled balanced accuracies are those of the one-explanation interval.
     alone = stats.balanced_accuracy_interval(labels, good)
     assert comparison.intervals[0] == alone
+
+
+@pytest.mark.parametrize("scale", [1e-200, 1e-3, 1.0, 1e200])
+def test_the_interval_does_not_depend_on_the_scale_of_the_values(scale):
+    trues, predicteds = synthetic(10, 1.0, seed=4)
+    base = stats.bootstrap_interval(trues, predicteds)
+    scaled = stats.bootstrap_interval([t * scale for t in trues], [p * scale for p in predicteds])
+    assert scaled.undefined_resamples == base.undefined_resamples == 0
+    assert scaled.low == pytest.approx(base.low, abs=1e-9) and scaled.high == pytest.approx(base.high, abs=1e-9)
