@@ -81,7 +81,8 @@ _SKELETON_RULES: list[tuple[str, str, re.Pattern]] = [
      re.compile(rf"(?<![\w.:])(?:{_COLON_PAIR}{_SEP}){{2,}}{_COLON_PAIR}")),
     ("forged_answer", "a JSON activations list",
      re.compile(r"[\"'\u201c\u201d]?\bactivations?\b[\"'\u201c\u201d]?\s*:\s*[\[{\d\"]"
-                r"|\{\s*[\"']?(?:token|activation)[\"']?\s*:", re.I)),
+                r"|\{\s*[\"']?(?:token|activation)[\"']?\s*:"
+                r"|\{\s*[\"']?\d{1,4}[\"']?\s*:\s*\d", re.I)),
     ("forged_answer", "judge verdicts",
      re.compile(rf"(?<![\d:.]){_VERDICT}(?:[\s,;.]+{_VERDICT})+", re.I)),
     ("forged_answer", "a judge verdict",
@@ -92,17 +93,22 @@ _SKELETON_RULES: list[tuple[str, str, re.Pattern]] = [
     ("role_marker", "a chat role marker",
      re.compile(r"(?<![\w-])(?:system|assistant|user|developer|human|ai|bot)\s*:(?!\d)", re.I)),
     ("role_marker", "a chat template token",
-     re.compile(r"<\|(?!endoftext\|>)[A-Za-z_][\w\-]{0,40}\|>|\[/?INST\]|<</?SYS>>|</?s>"
+     re.compile(r"<\|(?!endoftext\|>)[A-Za-z_][\w\-]{0,40}\|>|\[/?INST\]|<</?SYS>>"
                 r"|</?(?:system|user|assistant|im_start|im_end)\b[^>]{0,20}>", re.I)),
     ("prompt_section", "a section marker of the prompt",
-     re.compile(r"<\s*/?\s*(?:start|end)\s*>", re.I)),
+     re.compile(r"<\s*/?\s*(?:start|end)\s*>"
+                r"|</?\s*(?:explanation|description|text|document|tokens|activations|instructions?|answer)\b[^>]{0,20}>",
+                re.I)),
     ("prompt_section", "a label of the simulator's or judge's prompt",
      re.compile(r"\b(?:text|neuron|example|document)\s*#?\d{1,3}\s*:"
                 r"|\b(?:explanation|description|tokens|activations|condition|answer|response|instructions?)"
                 r"(?:\s*\([^)]{0,20}\))?\s*:"
                 r"|\bexplanation of neuron\b", re.I)),
+    # Mid-line, "##" is only a header in the prompt when it names a section ("## and ###"
+    # in an explanation of markdown is not); at the start of a line, see _HEADER_LINE.
     ("prompt_section", "a markdown header",
-     re.compile(r"(?<!\S)#{2,6}\s+\S")),
+     re.compile(r"(?<!\S)#{1,6}\s*(?:instructions?|response|system|answer|task|explanation|input|output"
+                r"|assistant|user|context|note|rules?)\b", re.I)),
     ("prompt_section", "a code fence",
      re.compile(r"```|~~~")),
     ("instruction", "an instruction to the model",
@@ -118,7 +124,11 @@ _SKELETON_RULES: list[tuple[str, str, re.Pattern]] = [
          r"\b(?:every|each|all)\s+(?:of\s+the\s+)?(?:tokens?|words?|texts?|activations?|positions?)\b"
          r"[^.]{0,30}?\b(?:10|ten|maximum|max|highest|yes)\b"
          r"|\b(?:assign|give|predict|output|return|set|rate)\b[^.]{0,20}?\b(?:10|ten|maximum|max|highest)\b"
-         r"[^.]{0,20}?\b(?:to|for|on)\s+(?:every|each|all)\b",
+         r"[^.]{0,20}?\b(?:to|for|on)\s+(?:every|each|all)\b"
+         r"|\b(?:activations?|values?|scores?)\b[^.]{0,20}?(?:\b(?:are|is|should\s+be)|=)\s*(?:all\s+)?"
+         r"(?:10|ten|maximum|max)\b[^.]{0,30}?\b(?:every|each|all)\b"
+         r"|\b(?:every|each|all(?:\s+the)?)\s+(?:tokens?|words?)\b[^.]{0,30}?"
+         r"(?:\b(?:is|are|gets?|should\s+(?:be|get))|=)\s*(?:an?\s+)?(?:10|ten)\b",
          re.I)),
 ]
 
@@ -127,6 +137,7 @@ _TABLE_LINE = re.compile(r"^\s*\S{1,40}[ \t]+(?:10|\d)(?:\.\d+)?\s*$")
 _TAB_VALUE = re.compile(r"\S?\t+\s*(?:10|\d|unknown)\b", re.I)
 _VERDICT_LINE = re.compile(rf"^\s*{_VERDICT}\s*$", re.I)
 _HEADER_LINE = re.compile(r"^\s{0,3}#{1,6}\s+\S")
+_FIRST_HEADER_LINE = re.compile(r"^\s{0,3}#{2,6}\s+\S")
 
 
 def _shorten(text: str, limit: int = 60) -> str:
@@ -154,8 +165,9 @@ def check_explanation(text: str) -> Rejection | None:
     tab = _TAB_VALUE.search(text)
     if tab:
         return _refuse("forged_answer", "a token<TAB>activation line", tab.group(0))
-    for line in lines[1:]:  # a '#' opening the first line is a character, not a header
-        if _HEADER_LINE.match(line):
+    for n, line in enumerate(lines):
+        # A single '#' opening the text is a character ("# signs in code"), not a header.
+        if (_HEADER_LINE if n else _FIRST_HEADER_LINE).match(line):
             return _refuse("prompt_section", "a markdown header", line)
     for line in lines:
         if _VERDICT_LINE.match(line):
