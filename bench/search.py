@@ -17,7 +17,7 @@ No cache, so every judge answer is a call.
     the workload, the one with more than 40 texts), calls allowed up to the server's cap (300)
     so that the default 100 does not cut the 40-text search short;
 (c) growth with rounds: 1 / 2 / 4 rounds on the standard 20-text request;
-(d) what simulate_best adds (the batched simulator on all the texts).
+(d) what simulate_best adds (the batched simulator on the test texts).
 """
 from __future__ import annotations
 

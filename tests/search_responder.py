@@ -12,7 +12,7 @@ import re
 import threading
 from typing import Callable, Sequence
 
-from tests.stub_openai import SimulationResponder, StubReply, chat_body, error_body
+from tests.stub_openai import SimulationResponder, StubReply, chat_body, error_body, unquote
 
 PROPOSER_MARK = "proposing hypotheses"
 JUDGE_MARK = "You decide whether texts match a description"
@@ -40,9 +40,9 @@ def mentions_rule(condition: str, text: str) -> bool | str:
 
 def judge_items(question: str) -> tuple[str, list[tuple[int, str]]]:
     """The condition and the numbered texts of a judge prompt."""
-    match = re.search(r"^Description: (.*)$", question, re.MULTILINE)
+    match = re.search(r"^Description[^:\n]*: (.*)$", question, re.MULTILINE)
     texts = [(int(n), t) for n, t in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE)]
-    return (match.group(1) if match else ""), texts
+    return (unquote(match.group(1)) if match else ""), texts
 
 
 class SearchResponder:

@@ -245,10 +245,18 @@ def _numbered_tokens(block: str) -> list[str]:
     return tokens
 
 
+def unquote(text: str) -> str:
+    """The text of a quoted explanation or description (the prompts escape \\ and \")."""
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return re.sub(r'\\(["\\])', r"\1", text[1:-1])
+    return text
+
+
 def _explanation_in(text: str) -> str:
     matches = re.findall(r"^Explanation[^:\n]*:\s*(.*)$", text, re.MULTILINE)
     explanation = matches[-1] if matches else ""
-    return re.sub(r"^the main thing this neuron does is find\s*", "", explanation)
+    return unquote(re.sub(r"^the main thing this neuron does is find\s*", "", explanation))
 
 
 class SimulationResponder:
@@ -379,11 +387,11 @@ class JudgeResponder:
 
     @staticmethod
     def is_judge_prompt(request: StubRequest) -> bool:
-        return request.is_chat and request.last_user_message.startswith("Description: ")
+        return request.is_chat and request.last_user_message.startswith("Description")
 
     def verdicts(self, request: StubRequest) -> list[tuple[int, bool]]:
         question = request.last_user_message
-        condition = question.split("\n", 1)[0][len("Description: "):]
+        condition = unquote(question.split("\n", 1)[0].split(": ", 1)[1])
         out = []
         for number, text in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
             if "<<" in text:

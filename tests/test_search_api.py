@@ -79,9 +79,17 @@ def search(client, **options):
     return strict_json(response)
 
 
-def expected_r(hypothesis: str, skip=()) -> float:
-    """The correlation of the planted rule's answers with the texts' maxima, by numpy."""
-    keep = [i for i in range(len(TEXTS)) if i not in skip]
+def held_out_texts(body) -> list[int]:
+    """The texts a response's statistics are on: the held-out top texts, then the random ones
+    (numbered after the top texts)."""
+    splits = body["splits"]
+    return splits["test"] + [len(TEXTS) + j for j in splits["random_test"]]
+
+
+def expected_r(hypothesis: str, skip=(), among=None) -> float:
+    """The correlation of the planted rule's answers with the texts' maxima, by numpy, over
+    the texts `among` (default: all) but `skip`."""
+    keep = [i for i in (range(len(TEXTS)) if among is None else among) if i not in skip]
     answers = [float(bool(mentions_rule(hypothesis, SENTENCES[i]))) for i in keep]
     return float(np.corrcoef(answers, [MAXIMA[i] for i in keep])[0, 1])
 
@@ -95,13 +103,16 @@ def test_the_search_finds_the_planted_hypothesis(search_client):
     body = search(client, max_rounds=6, patience=2)
     assert body["strategy"] == "search" and body["offline"] is False
     assert body["explanation"] == "the text mentions a zebra"
+    test = held_out_texts(body)
+    assert body["held_out"] is True and len(test) == 6
     best = body["hypotheses"][0]
-    # A 0/1 answer against graded maxima: the point-biserial correlation, below 1 even when exact.
-    assert best["correlation"] == pytest.approx(expected_r("zebra")) and best["correlation"] > 0.95
+    # A 0/1 answer against graded maxima: the point-biserial correlation, below 1 even when
+    # exact; on the held-out texts only.
+    assert best["correlation"] == pytest.approx(expected_r("zebra", among=test)) and best["correlation"] > 0.95
     assert best["balanced_accuracy"] == 1.0
     assert best["round"] == 2 and best["significant"] is True
-    assert best["answered"] == len(TEXTS) and best["failed"] == 0
-    assert best["threshold"] == 6.0  # the weakest "on" text
+    assert best["answered"] == len(test) and best["failed"] == 0
+    assert best["threshold"] == min(MAXIMA[i] for i in test if MAXIMA[i] > 0)  # the weakest "on" test text
     # Round 2 found it; rounds 3 and 4 did not improve: patience 2.
     assert body["rounds"] == 4 and body["stopped_because"] == "patience"
     assert body["correction"] == "holm"
@@ -117,10 +128,12 @@ def test_the_search_finds_the_planted_hypothesis(search_client):
 
 def test_the_proposer_sees_top_texts_contrast_texts_and_the_scores_so_far(search_client):
     client, _, responder = search_client()
-    search(client, max_rounds=2, patience=5)
+    body = search(client, max_rounds=2, patience=5)
     first, second = responder.proposer_prompts
     assert "[zebra]" in first and "Contrast texts" in first
-    # The texts where the neuron is off that share the most words with the top texts.
+    # The texts of the proposal part where the neuron is off that share the most words with
+    # its top texts.
+    assert 5 in body["splits"]["proposal"]
     assert "A horse ran across the dry plain" in first
     assert "Stock prices fell sharply today" not in first
     assert "Hypotheses already tested" not in first
@@ -136,16 +149,19 @@ def test_p_values_and_holm_match_a_hand_computation(search_client):
     rows = body["hypotheses"]
     m = len(rows)
     assert m == 7
+    # Every statistic is on the held-out texts only.
+    test = held_out_texts(body)
+    sentences, maxima = [SENTENCES[i] for i in test], [MAXIMA[i] for i in test]
     computed = {}
     for row in rows:
-        answers = np.array([bool(mentions_rule(row["hypothesis"], s)) for s in SENTENCES], dtype=float)
+        answers = np.array([bool(mentions_rule(row["hypothesis"], s)) for s in sentences], dtype=float)
         if answers.min() == answers.max():
             assert row["correlation"] is None and row["p_value"] is None and row["ci95"] is None
             computed[row["hypothesis"]] = None
             continue
-        r = float(np.corrcoef(answers, MAXIMA)[0, 1])
+        r = float(np.corrcoef(answers, maxima)[0, 1])
         assert row["correlation"] == pytest.approx(r, abs=1e-12)
-        n = len(SENTENCES)
+        n = len(sentences)
         # Fisher z by hand.
         z, half = np.arctanh(r) if abs(r) < 1 else None, 1.959963984540054 / np.sqrt(n - 3)
         if z is not None:
@@ -155,8 +171,8 @@ def test_p_values_and_holm_match_a_hand_computation(search_client):
     for row in rows:
         if row["p_value"] is None:
             continue
-        answers = np.array([bool(mentions_rule(row["hypothesis"], s)) for s in SENTENCES], dtype=float)
-        expected = stats.pearsonr(answers, MAXIMA, alternative="greater").pvalue
+        answers = np.array([bool(mentions_rule(row["hypothesis"], s)) for s in sentences], dtype=float)
+        expected = stats.pearsonr(answers, maxima, alternative="greater").pvalue
         assert row["p_value"] == pytest.approx(expected, rel=1e-7)
 
     # Holm by hand: ascending p (undefined ones count, as p = 1, last), times (m - rank),
@@ -176,6 +192,42 @@ def test_p_values_and_holm_match_a_hand_computation(search_client):
     # Correction only ever raises a p-value.
     assert all(r["p_holm"] >= r["p_value"] for r in rows if r["p_value"] is not None)
     assert by_hypothesis(body)["the text mentions a horse"]["significant"] is False
+
+
+def test_held_out_texts_are_never_shown_to_the_proposer_nor_fed_back(search_client):
+    client, _, responder = search_client()
+    body = search(client, max_rounds=2, patience=5)
+    splits = body["splits"]
+    assert splits["held_out"] is True and splits["random_test"] == []
+    assert sorted(splits["proposal"] + splits["test"]) == list(range(len(TEXTS)))
+    assert not set(splits["proposal"]) & set(splits["test"])
+    assert TEXTS.index(max(TEXTS, key=lambda t: max(t["values"]))) in splits["proposal"]
+    prompts = [p.replace("[", "").replace("]", "") for p in responder.proposer_prompts]
+    for i in splits["test"]:
+        assert all(SENTENCES[i] not in p for p in prompts), SENTENCES[i]
+    assert any(SENTENCES[i] in prompts[0] for i in splits["proposal"])
+    # The scores fed back are on the proposal texts; the scores reported, on the test texts.
+    fed_back = expected_r("horse", among=splits["proposal"])
+    assert f"r={fed_back:+.2f}, " in responder.proposer_prompts[1]
+    reported = by_hypothesis(body)["the text mentions a horse"]["correlation"]
+    assert reported == pytest.approx(expected_r("horse", among=splits["test"]))
+    # The same request splits the same way.
+    assert search(client, max_rounds=2, patience=5)["splits"] == splits
+
+
+def test_random_texts_only_test(search_client):
+    client, _, responder = search_client()
+    extra = [text("The zebra crossed the road", 5.0), text("A quiet morning in town"), text("Rain fell on the roof")]
+    response = client.post(
+        "/explain",
+        json={"activations": TEXTS, "random_activations": extra, "strategy": "search", "max_rounds": 2},
+    )
+    body = strict_json(response)
+    assert body["splits"]["random_test"] == [0, 1, 2]
+    best = by_hypothesis(body)["the text mentions a zebra"]
+    assert best["answered"] == len(body["splits"]["test"]) + len(extra)
+    for sentence in ("".join(t["tokens"]) for t in extra):
+        assert all(sentence not in p.replace("[", "").replace("]", "") for p in responder.proposer_prompts)
 
 
 @pytest.mark.parametrize(
@@ -233,8 +285,11 @@ def test_malformed_proposals_and_answers_are_survived(search_client):
     body = search(client, max_rounds=5, patience=2)
     assert body["explanation"] == "the text mentions a zebra"
     best = body["hypotheses"][0]
-    assert best["failed"] == 3 and best["answered"] == len(TEXTS) - 3
-    assert best["correlation"] == pytest.approx(expected_r("zebra", skip={2, 6, 8}))
+    test = held_out_texts(body)
+    failed_in_test = {2, 6, 8} & set(test)
+    assert best["failed"] == len(failed_in_test) and best["answered"] == len(test) - len(failed_in_test)
+    assert best["correlation"] == pytest.approx(expected_r("zebra", skip={2, 6, 8}, among=test))
+    # Unusable answers are counted on every text the judge was asked about.
     assert body["failures"]["answers"] == 3
     assert {f["index"] for f in body["failures"]["examples"]} == {2, 6, 8}
     assert [r["proposed"] for r in body["history"]] == [0, 1, 0, 0]
@@ -301,7 +356,9 @@ def test_the_search_works_offline_out_of_the_box(client):
     assert body["offline"] is True and body["proposer"]["backend"] == "offline"
     assert body["explanation"] == 'the text mentions "zebra"'
     best = body["hypotheses"][0]
-    assert best["correlation"] == pytest.approx(expected_r("zebra")) and best["significant"] is True
+    assert body["held_out"] is True
+    assert best["correlation"] == pytest.approx(expected_r("zebra", among=held_out_texts(body)))
+    assert best["significant"] is True
     assert body["usage"]["llm_calls"] == 0 and body["correction"] == "holm"
     assert body["stopped_because"] in ("exhausted", "patience", "max_rounds")
     assert body["simulation"]["simulator"] == "offline" and body["simulation_score"] > 0.9
@@ -363,6 +420,18 @@ def test_the_offline_search_always_has_a_hypothesis(client, activations, explana
     response = client.post("/explain", json={"activations": activations, "strategy": "search"})
     assert response.status_code == 200, response.get_data(as_text=True)
     assert strict_json(response)["explanation"] == explanation
+
+
+def test_a_request_too_small_to_hold_out_says_so_and_calls_nothing_significant(client):
+    small = [TEXTS[0], TEXTS[1], TEXTS[5], TEXTS[6]]
+    body = strict_json(client.post("/explain", json={"activations": small, "strategy": "search"}))
+    assert body["held_out"] is False and body["splits"]["held_out"] is False
+    assert "too few texts" in body["splits"]["note"]
+    assert body["splits"]["proposal"] == body["splits"]["test"] == [0, 1, 2, 3]
+    assert body["explanation"] == 'the text mentions "zebra"'
+    best = body["hypotheses"][0]
+    assert best["answered"] == 4 and best["p_value"] is not None
+    assert body["significant"] == 0 and not any(h["significant"] for h in body["hypotheses"])
 
 
 def test_a_search_near_its_deadline_stops_with_what_it_has(make_client):

@@ -9,7 +9,6 @@ import pytest
 from explainer.search.stats import (
     correlation_p_value,
     fisher_ci,
-    holm,
     normal_ppf,
     regularized_beta,
     student_t_cdf,
@@ -132,35 +131,3 @@ def test_fisher_interval_edges():
     assert fisher_ci(1.0, 10) == (1.0, 1.0)
     low, high = fisher_ci(-0.2, 4)  # one degree of freedom left for z: wide but defined
     assert -1 < low < -0.2 < high < 1
-
-
-def test_holm_hand_example_with_ties_and_an_undefined_p():
-    p = [0.01, 0.04, 0.03, 0.005, 0.04, None]
-    # m = 6 tests (the undefined one counts, ranked last as p = 1):
-    #   0.005 * 6 = 0.03
-    #   0.01  * 5 = 0.05
-    #   0.03  * 4 = 0.12
-    #   0.04  * 3 = 0.12
-    #   0.04  * 2 = 0.08 -> 0.12 (running maximum)
-    assert holm(p) == pytest.approx([0.05, 0.12, 0.12, 0.03, 0.12, None])
-    adjusted = holm(p)
-    assert adjusted[5] is None
-    # Ties get equal adjusted values.
-    assert adjusted[1] == adjusted[4]
-
-
-def test_holm_is_capped_monotone_and_never_below_the_raw_p():
-    assert holm([0.3, 0.4]) == pytest.approx([0.6, 0.6])
-    assert holm([0.6, 0.9]) == [1.0, 1.0]
-    assert holm([]) == []
-    assert holm([None]) == [None]
-    rng = np.random.default_rng(3)
-    for _ in range(200):
-        p = list(rng.uniform(0, 0.2, size=int(rng.integers(1, 12))))
-        adjusted = holm(p)
-        order = np.argsort(p, kind="stable")
-        ranked = [adjusted[i] for i in order]
-        assert all(a <= b for a, b in zip(ranked, ranked[1:]))
-        assert all(raw <= adj <= 1.0 for raw, adj in zip(p, adjusted))
-        # Holm is uniformly more powerful than Bonferroni.
-        assert all(adj <= min(1.0, len(p) * raw) + 1e-15 for raw, adj in zip(p, adjusted))

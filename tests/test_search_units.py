@@ -33,6 +33,7 @@ from explainer.search.propose import (
     select_contrast,
 )
 from explainer.search.report import rank_hypotheses
+from explainer.search.splits import split_texts
 from llm.errors import UpstreamError
 from llm.usage import Usage
 
@@ -403,3 +404,71 @@ def test_a_deadline_mid_round_keeps_the_evaluations_that_finished():
     assert result.judge_usage.llm_calls == 3 * 2
     with pytest.raises(DeadlineExceeded):
         search(ScriptedProposer([["cow"]]), judge=SlowOnOne())
+
+
+# -- held-out texts ---------------------------------------------------------------------
+
+
+def test_the_split_is_stratified_seeded_and_disjoint():
+    maxima = [3.0, 9.0, 0.0, 7.0, 0.0, 8.0, 1.0, 0.0, 0.0, 6.0, 0.0, 2.0]
+    splits = split_texts(maxima, n_random=4, seed=3)
+    assert splits.held_out is True and splits.note is None
+    assert sorted(splits.proposal + splits.test) == list(range(len(maxima)))
+    assert not set(splits.proposal) & set(splits.test)
+    assert 1 in splits.proposal  # the strongest text is the proposer's
+    # After the strongest, texts are paired by strength, one of each pair to each side.
+    order = sorted(range(len(maxima)), key=lambda i: (-maxima[i], i))[1:]
+    for k in range(0, len(order) - 1, 2):
+        a, b = order[k], order[k + 1]
+        assert (a in splits.proposal) != (b in splits.proposal)
+    assert order[-1] in splits.test  # the odd one out is tested
+    assert splits.random_test == [0, 1, 2, 3]
+    assert split_texts(maxima, 4, seed=3) == splits
+    assert any(split_texts(maxima, 4, seed=s).proposal != splits.proposal for s in range(4, 12))
+    assert splits.test_indices(len(maxima)) == splits.test + [12, 13, 14, 15]
+    assert splits.feedback_indices(len(maxima)) == splits.proposal
+
+
+@pytest.mark.parametrize("maxima, n_random", [([5.0], 10), ([5.0, 1.0, 0.0], 0), ([5.0, 0.0, 1.0, 2.0, 0.0], 0)])
+def test_too_few_texts_to_hold_out_say_so_and_use_every_text(maxima, n_random):
+    splits = split_texts(maxima, n_random)
+    assert splits.held_out is False and "too few texts" in splits.note
+    assert splits.proposal == splits.test == list(range(len(maxima)))
+    assert splits.to_dict()["note"] == splits.note
+
+
+def test_a_small_request_with_random_texts_is_still_held_out():
+    splits = split_texts([5.0, 2.0], n_random=3)
+    assert splits.held_out is True
+    assert splits.proposal == [0] and splits.test == [1] and splits.random_test == [0, 1, 2]
+
+
+def test_evaluate_reports_the_test_texts_and_feeds_back_the_proposal_texts():
+    # "zebra horse": yes on every zebra and horse text. On the proposal texts (zebras and a
+    # horse) it tracks the neuron less than on the test texts (zebras and a dog).
+    proposal, test = [0, 1, 2, 3], [4, 5, 6, 7, 8, 9]
+    evaluation = evaluate("zebra horse", 1, RECORDS, FakeJudge(), test=test, feedback=proposal)
+    maxima = [r.max_value for r in RECORDS]
+    yes = [1.0 if ("zebra" in r.tokens[1] or "horse" in r.tokens[1]) else 0.0 for r in RECORDS]
+    on_test = np.corrcoef([yes[i] for i in test], [maxima[i] for i in test])[0, 1]
+    on_proposal = np.corrcoef([yes[i] for i in proposal], [maxima[i] for i in proposal])[0, 1]
+    assert evaluation.correlation == pytest.approx(on_test) and evaluation.answered == len(test)
+    assert evaluation.feedback.correlation == pytest.approx(on_proposal)
+    assert evaluation.feedback.hypothesis == "zebra horse" and evaluation.feedback.round == 1
+    # Without a split, the feedback is the reported measure.
+    whole = evaluate("zebra horse", 1, RECORDS, FakeJudge())
+    assert whole.feedback.correlation == whole.correlation
+
+
+def test_the_proposer_and_patience_see_only_the_proposal_texts():
+    class Recording(ScriptedProposer):
+        def __call__(self, tried, n, deadline=None):
+            self.told = [(t.hypothesis, t.correlation) for t in tried]
+            return super().__call__(tried, n, deadline)
+
+    proposer = Recording([["zebra horse"], ["dogs"]])
+    result = search(proposer, budget=Budget(max_rounds=2), test=[4, 5, 6, 7, 8, 9], feedback=[0, 1, 2, 3])
+    first = result.evaluations[0]
+    assert proposer.told == [("zebra horse", first.feedback.correlation)]
+    assert first.feedback.correlation != pytest.approx(first.correlation)
+    assert result.history[0].best_correlation == first.feedback.correlation

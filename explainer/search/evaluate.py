@@ -9,6 +9,10 @@ excluded and counted, never read as "no"):
   as "on", and "yes" predicts "on"; the threshold is the one that maximises the balanced
   accuracy, the flexible cut-off for "on" AutoInterpret's authors asked for. Being the best
   of several cut-offs, it is optimistic on few texts; the p-value is on the correlation.
+
+The judge answers for every text; the measures are taken twice (see splits.py): on the test
+texts (what is reported, tested and ranked) and on the proposal texts (the `feedback` the
+proposer and the loop's patience see).
 """
 from __future__ import annotations
 
@@ -87,9 +91,20 @@ def agreement(answers: Sequence[bool | None], maxima: Sequence[float]) -> Agreem
     return Agreement(correlation, accuracy, threshold, len(kept), failed, sum(yes))
 
 
+@dataclass(frozen=True)
+class Feedback:
+    """What the proposer is told about a hypothesis tried: its measures on the proposal texts."""
+
+    hypothesis: str
+    round: int
+    correlation: float | None
+    balanced_accuracy: float | None
+
+
 @dataclass
 class Evaluation:
-    """One hypothesis, tested on every text."""
+    """One hypothesis: the judge's answer for every text, its measures on the test texts
+    (`correlation` ... `yes`) and on the proposal texts (`feedback`)."""
 
     hypothesis: str
     round: int
@@ -103,6 +118,15 @@ class Evaluation:
     failures: list[Any] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     seconds: float = 0.0
+    feedback: Feedback | None = None  # None: the same texts did both jobs
+
+    def __post_init__(self) -> None:
+        if self.feedback is None:
+            self.feedback = Feedback(self.hypothesis, self.round, self.correlation, self.balanced_accuracy)
+
+
+def _subset(items: Sequence, indices: Sequence[int] | None) -> list:
+    return list(items) if indices is None else [items[i] for i in indices]
 
 
 def evaluate(
@@ -111,14 +135,24 @@ def evaluate(
     records: Sequence[ActivationRecord],
     judge: Judge,
     deadline: float | None = None,
+    *,
+    test: Sequence[int] | None = None,
+    feedback: Sequence[int] | None = None,
 ) -> Evaluation:
-    """Ask `judge` about every text and measure the agreement with the neuron."""
+    """Ask `judge` about every text and measure the agreement with the neuron: on the `test`
+    texts (indices into `records`; None: all) for the report, on the `feedback` texts for
+    the proposer (None: the test texts)."""
     started = time.monotonic()
     run = judge(hypothesis, deadline)
     answers: list[bool | None] = [None] * len(records)
     for i, answer in enumerate(list(run.answers)[: len(records)]):
         answers[i] = None if answer is None else bool(answer)
-    result = agreement(answers, [r.max_value for r in records])
+    maxima = [r.max_value for r in records]
+    result = agreement(_subset(answers, test), _subset(maxima, test))
+    seen = None
+    if feedback is not None:
+        own = agreement(_subset(answers, feedback), _subset(maxima, feedback))
+        seen = Feedback(hypothesis, round_number, own.correlation, own.balanced_accuracy)
     return Evaluation(
         hypothesis=hypothesis,
         round=round_number,
@@ -132,4 +166,5 @@ def evaluate(
         failures=list(run.failures or []),
         usage=run.usage or Usage(),
         seconds=time.monotonic() - started,
+        feedback=seen,
     )

@@ -75,7 +75,7 @@ class RoundLog:
     rejected: int  # list items that were not usable hypotheses
     duplicates: int  # dropped as near-duplicates of hypotheses already tried
     evaluated: int
-    best_correlation: float | None  # the best so far, after this round
+    best_correlation: float | None  # the best so far on the proposal texts, after this round
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -130,8 +130,14 @@ class _Spent:
         return fits, limit
 
 
+def _tried(evaluations: Sequence[Evaluation]) -> list:
+    """What the proposer is told: each hypothesis with its measures on the proposal texts."""
+    return [e.feedback for e in evaluations]
+
+
 def _best(evaluations: Sequence[Evaluation]) -> float | None:
-    scores = [e.correlation for e in evaluations if e.correlation is not None]
+    """The best correlation on the proposal texts: patience never looks at the test texts."""
+    scores = [e.feedback.correlation for e in evaluations if e.feedback.correlation is not None]
     return max(scores) if scores else None
 
 
@@ -147,11 +153,15 @@ def run_search(
     deduplicator: Deduplicator | None = None,
     concurrency: int = 1,
     deadline: float | None = None,
+    test: Sequence[int] | None = None,
+    feedback: Sequence[int] | None = None,
 ) -> SearchResult:
     """Search for the hypothesis that best tracks the neuron on `records`.
 
     `judge(condition, deadline)` answers for every text of `records`; `judge_cost` is its
-    forecast cost of one evaluation before any was measured. Raises what the first round
+    forecast cost of one evaluation before any was measured. `test` and `feedback` (indices
+    into `records`; None: all) are the texts each hypothesis is measured on for the report and
+    for the proposer (see splits.py). Raises what the first round
     raises (UpstreamError, BackendUnavailable, DeadlineExceeded), and UpstreamError when
     nothing usable came back at all (no hypothesis, or no usable answer to any).
     """
@@ -182,7 +192,7 @@ def run_search(
     while True:
         if result.rounds >= budget.max_rounds:
             return stop(MAX_ROUNDS)
-        step = propose.forecast(result.evaluations, n)
+        step = propose.forecast(_tried(result.evaluations), n)
         one = evaluation_cost()
         refusal = spent.refusal(Cost(step.calls + one.calls, step.tokens + one.tokens))
         if refusal is not None:
@@ -197,7 +207,7 @@ def run_search(
         started = time.monotonic()
         round_number = result.rounds + 1
         try:
-            proposal = propose(result.evaluations, n, deadline)
+            proposal = propose(_tried(result.evaluations), n, deadline)
         except (DeadlineExceeded, LLMError) as exc:
             if not result.evaluations:
                 raise
@@ -213,7 +223,9 @@ def run_search(
         count, limit = spent.how_many(evaluation_cost(), len(fresh))
         chosen = fresh[:count]
         evaluations, error = _evaluate_all(
-            lambda hypothesis: evaluate(hypothesis, round_number, records, judge, deadline),
+            lambda hypothesis: evaluate(
+                hypothesis, round_number, records, judge, deadline, test=test, feedback=feedback
+            ),
             chosen,
             concurrency,
             deadline,

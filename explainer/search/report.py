@@ -1,9 +1,11 @@
 """The hypotheses a search tried, with their statistics, ranked.
 
-Ranking: by correlation (undefined last), then balanced accuracy, then the earlier round,
-then the order they were tried in. Significance: the one-sided p-value of each correlation
-(H1: correlation > 0), Holm-adjusted over every hypothesis the search evaluated, including
-those whose p-value is undefined (counted as p = 1), compared with `alpha`.
+Every statistic is on the test texts (held out from the proposer, plus the random texts; see
+splits.py). Ranking: by correlation (undefined last), then balanced accuracy, then the earlier
+round, then the order they were tried in. Significance: the one-sided p-value of each
+correlation (H1: correlation > 0), Holm-adjusted over every hypothesis the search evaluated,
+including those whose p-value is undefined (counted as p = 1), compared with `alpha`; only
+when texts were held out.
 """
 from __future__ import annotations
 
@@ -11,7 +13,8 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from explainer.search.evaluate import Evaluation
-from explainer.search.stats import correlation_p_value, fisher_ci, holm
+from explainer.search.stats import correlation_p_value, fisher_ci
+from scorer.stats import holm
 
 ALPHA = 0.05
 CORRECTION = "holm"
@@ -38,7 +41,11 @@ class RankedHypothesis:
         return out
 
 
-def rank_hypotheses(evaluations: Sequence[Evaluation], alpha: float = ALPHA) -> list[RankedHypothesis]:
+def rank_hypotheses(
+    evaluations: Sequence[Evaluation], alpha: float = ALPHA, *, held_out: bool = True
+) -> list[RankedHypothesis]:
+    """`held_out`: the statistics are on texts the proposer did not see; without that, no
+    hypothesis is called significant (its p-value is optimistic), though p-values are given."""
     p_values = [correlation_p_value(e.correlation, e.answered, "greater") for e in evaluations]
     adjusted = holm(p_values)
     rows = []
@@ -50,7 +57,7 @@ def rank_hypotheses(evaluations: Sequence[Evaluation], alpha: float = ALPHA) -> 
             ci95=fisher_ci(e.correlation, e.answered),
             p_value=p,
             p_holm=p_adj,
-            significant=p_adj is not None and p_adj <= alpha,
+            significant=held_out and p_adj is not None and p_adj <= alpha,
             balanced_accuracy=e.balanced_accuracy,
             threshold=e.threshold,
             answered=e.answered,

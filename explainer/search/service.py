@@ -24,6 +24,7 @@ from explainer.search.propose import (
     select_contrast,
 )
 from explainer.search.report import ALPHA, CORRECTION, P_VALUE_TEST, rank_hypotheses
+from explainer.search.splits import DEFAULT_SEED, split_texts
 from llm.backend import ChatBackend
 from llm.errors import LLMError
 from llm.tokens import count_message_tokens
@@ -58,6 +59,7 @@ class SearchTask:
     max_tokens: int | None = None
     hypotheses_per_round: int | None = None
     patience: int | None = None
+    seed: int | None = None  # of the proposal/test split
 
 
 @dataclass(frozen=True)
@@ -120,20 +122,30 @@ def explain_by_search(
     that come before any hypothesis was evaluated (502/503/504).
     """
     budget = SearchBudget.from_task(task, caps)
-    # Every text is evaluated; the caller's random or low texts are contrast candidates too.
-    records = list(task.records) + list(task.random_records)
+    # Every text is judged: the top texts, then the random ones.
+    top_records = list(task.records)
+    random_records = list(task.random_records)
+    records = top_records + random_records
     scale = neuron_max(records, task.max_activation)  # NothingToExplain when nothing activates
+    splits = split_texts(
+        [r.max_value for r in top_records], len(random_records), DEFAULT_SEED if task.seed is None else task.seed
+    )
+    # The proposer sees the proposal part of the top texts only (contrast texts included);
+    # with nothing held out, every text, as its contrast candidates too.
+    shown = [top_records[i] for i in splits.proposal] if splits.held_out else records
+    test = splits.test_indices(len(top_records)) if splits.held_out else None
+    feedback = splits.feedback_indices(len(top_records)) if splits.held_out else None
 
     backend = parts.backend
     proposer_model = parts.proposer_model
     llm = LLMProposer(
-        backend, proposer_model, records,
+        backend, proposer_model, shown,
         scale=scale, threshold=task.threshold, top_k=task.top_k, temperature=task.temperature,
     )
-    top = select_top(records, task.top_k)
+    top = select_top(shown, task.top_k)
     described = {
         "top_texts": len(top),
-        "contrast_texts": len(select_contrast(records, top, scale, DEFAULT_CONTRAST_K)),
+        "contrast_texts": len(select_contrast(shown, top, scale, DEFAULT_CONTRAST_K)),
     }
     if task.dry_run:
         messages = llm.messages([], budget.hypotheses_per_round)
@@ -145,13 +157,14 @@ def explain_by_search(
             "prompt_tokens": count_message_tokens(messages),
             "proposer": {"backend": backend.name if backend else OFFLINE, "model": proposer_model, **described},
             "budget": asdict(budget),
+            "splits": splits.to_dict(),
             "offline": backend is None,
         }
 
     texts = [r.tokens for r in records]
     if backend is None:
         judge = parts.judge
-        propose: Any = OfflineProposer(records, scale=scale, threshold=task.threshold)
+        propose: Any = OfflineProposer(shown, scale=scale, threshold=task.threshold)
         first_evaluation = Cost()
         embedder = None  # offline hypotheses quote their tokens: compared exactly
         concurrency = 1
@@ -177,8 +190,10 @@ def explain_by_search(
         deduplicator=Deduplicator(embedder),
         concurrency=concurrency,
         deadline=deadline,
+        test=test,
+        feedback=feedback,
     )
-    ranked = rank_hypotheses(result.evaluations, ALPHA)
+    ranked = rank_hypotheses(result.evaluations, ALPHA, held_out=splits.held_out)
     payload = {
         "strategy": "search",
         "explanation": ranked[0].hypothesis,
@@ -191,6 +206,8 @@ def explain_by_search(
         "stopped_because": result.stopped_because,
         "budget": asdict(budget),
         "texts": len(records),
+        "splits": splits.to_dict(),
+        "held_out": splits.held_out,
         "proposer": proposer_info,
         "judge": {
             "name": judge.name,
@@ -205,8 +222,9 @@ def explain_by_search(
     }
     simulation_usage = Usage()
     if task.simulate_best:
+        tested = records if test is None else [records[i] for i in test]
         payload["simulation"], simulation_usage = _simulate(
-            ranked[0].hypothesis, records, parts.simulator(), deadline
+            ranked[0].hypothesis, tested, parts.simulator(), deadline
         )
         payload["simulation_score"] = payload["simulation"]["score"]
     payload["usage"] = (result.usage + simulation_usage).to_dict()
@@ -219,19 +237,20 @@ def explain_by_search(
 
 
 def _failures(result: SearchResult) -> dict:
-    """How many judge answers were unusable, and a few of the reasons."""
+    """How many judge answers were unusable (on any text, proposal or test), and a few of the reasons."""
     reasons = [
         {"hypothesis": e.hypothesis, "index": f.index, "reason": f.reason}
         for e in result.evaluations
         for f in e.failures
     ]
-    return {"answers": sum(e.failed for e in result.evaluations), "examples": reasons[:10]}
+    return {"answers": len(reasons), "examples": reasons[:10]}
 
 
 def _simulate(
     explanation: str, records: list[ActivationRecord], simulator: Any, deadline: float | None
 ) -> tuple[dict, Usage]:
-    """The simulation scorer on the best hypothesis, over every text (the request's simulator, or the default)."""
+    """The simulation scorer on the best hypothesis, over the test texts (every text when none
+    is held out), with the request's simulator or the default."""
     out: dict[str, Any] = {"simulator": simulator.name, "model": simulator.model}
     try:
         scored = score_explanation(explanation, records, simulator, deadline=deadline)

@@ -5,7 +5,8 @@
   hypothesis is a claim that the neuron fires when the condition holds; a condition that
   holds when the neuron is off is not an explanation of it.
 - `fisher_ci`: the Fisher-z confidence interval of a correlation, tanh(atanh(r) +- z / sqrt(n-3)).
-- `holm`: Holm's step-down adjustment over every hypothesis the search tried.
+- `holm`: Holm's step-down adjustment over every hypothesis the search tried; it lives in
+  `scorer.stats` (the comparison of explanations uses it too) and is re-exported here.
 
 The Student t CDF goes through the regularized incomplete beta function, evaluated with
 its continued fraction (modified Lentz). Every function returns None where the value is
@@ -14,7 +15,8 @@ undefined (fewer than 4 answered texts, a constant side, no correlation), never 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+
+from scorer.stats import holm  # noqa: F401  (re-exported: the search's reports use it)
 
 MIN_N = 4  # below this the t-test has < 2 degrees of freedom and Fisher's z has no variance
 
@@ -155,24 +157,3 @@ def fisher_ci(r: float | None, n: int, level: float = 0.95) -> tuple[float, floa
     z = math.atanh(r)
     half = normal_ppf(0.5 + level / 2.0) / math.sqrt(n - 3)
     return (math.tanh(z - half), math.tanh(z + half))
-
-
-def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm's step-down adjusted p-values, in the input order.
-
-    Every entry counts as one test, including a None (a hypothesis tried whose p-value is
-    undefined, e.g. constant answers): it is ranked as p = 1, which is conservative, and its
-    adjusted value stays None. Ties get equal adjusted values; the adjusted values are
-    monotone in the raw ones and capped at 1.
-    """
-    m = len(p_values)
-    order = sorted(range(m), key=lambda i: (1.0 if p_values[i] is None else p_values[i], i))
-    adjusted: list[float | None] = [None] * m
-    running = 0.0
-    for rank, i in enumerate(order):
-        p = p_values[i]
-        step = min(1.0, (m - rank) * (1.0 if p is None else float(p)))
-        running = max(running, step)
-        if p is not None:
-            adjusted[i] = running
-    return adjusted

@@ -14,11 +14,12 @@ from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     EXPLANATION_PREFIX,
     FEW_SHOT_EXAMPLES,
+    QUOTED_NOTE,
     LogprobSimulator,
     ParseError,
-    clean_explanation,
     digit_distribution,
     expected_value,
+    quote_explanation,
     render_token,
     require_top_logprobs,
 )
@@ -27,14 +28,14 @@ PLACEHOLDER = "unknown"
 
 INSTRUCTIONS = """We're studying neurons in a neural network. Each neuron looks for some particular thing in a short document. Look at the explanation of what a neuron does, and predict how it fires on each token.
 
-Activations are listed as token<tab>activation, from 0 to 10; "unknown" marks an activation to predict. Most activations are 0.
+Activations are listed as token<tab>activation, from 0 to 10; "unknown" marks an activation to predict. Most activations are 0. """ + QUOTED_NOTE + """
 """
 
 
 def _neuron_block(number: int, explanation: str, records: list[str]) -> str:
     return (
         f"\nNeuron {number}\n"
-        f"Explanation of neuron {number} behavior: {EXPLANATION_PREFIX} {explanation}\n"
+        f"Explanation of neuron {number} behavior (quoted): {EXPLANATION_PREFIX} {quote_explanation(explanation)}\n"
         f"Activations:\n" + "".join(records)
     )
 
@@ -53,7 +54,7 @@ def build_prompt(explanation: str, tokens: list[str]) -> str:
         records = [_record(t.tokens, t.activations) for t in example.texts]
         blocks.append(_neuron_block(number, example.explanation, records))
     blocks.append(
-        _neuron_block(len(FEW_SHOT_EXAMPLES) + 1, clean_explanation(explanation), [_record(tokens)])
+        _neuron_block(len(FEW_SHOT_EXAMPLES) + 1, explanation, [_record(tokens)])
     )
     return "".join(blocks)
 
@@ -99,7 +100,7 @@ def parse_answer(completion: Completion, tokens: list[str]) -> SequenceSimulatio
 
 class AllAtOnceSimulator(LogprobSimulator):
     name = "all_at_once"
-    version = "1"
+    version = "2"  # 2: the explanation shown as quoted data
     default_top_logprobs = 15
 
     def __init__(

@@ -32,17 +32,18 @@ from scorer.simulators.base import SimulationRun, TextFailure
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
     MAX_OUTPUT_TOKENS,
+    QUOTED_NOTE,
     LLMSimulator,
     check_deadline,
-    clean_explanation,
     numbered_lines,
     parse_activation,
+    quote_explanation,
     rejection_note,
     run_parallel,
     simulation_to_cache,
 )
 
-SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Read the explanation of what the neuron does, then predict the neuron's activation on every token of each text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0.
+SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Read the explanation of what the neuron does, then predict the neuron's activation on every token of each text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0. """ + QUOTED_NOTE + """
 
 Each text is shown as its tokens, one per line: the token's index, a tab, the token (a line break inside a token is written \\n).
 
@@ -54,7 +55,7 @@ _EMPTY_REST = re.compile(r"^[\s,;]*(?:none|-|\(none\))?[\s,;.]*$", re.IGNORECASE
 
 
 def _question(explanation: str, texts: Sequence[Sequence[str]]) -> str:
-    parts = [f"Explanation: {explanation}"]
+    parts = [f"Explanation (quoted): {quote_explanation(explanation)}"]
     for number, tokens in enumerate(texts, start=1):
         parts.append(f"Text {number}:\n{numbered_lines(tokens)}")
     return "\n\n".join(parts)
@@ -80,7 +81,7 @@ def build_messages(
     messages.append(
         {
             "role": "user",
-            "content": _question(clean_explanation(explanation), texts) + rejection_note(rejection),
+            "content": _question(explanation, texts) + rejection_note(rejection),
         }
     )
     return messages
@@ -130,7 +131,7 @@ class _Outcome:
 
 class BatchedSimulator(LLMSimulator):
     name = "batched"
-    version = "1"
+    version = "2"  # 2: the explanation shown as quoted data
 
     def __init__(
         self,

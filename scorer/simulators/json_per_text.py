@@ -19,6 +19,7 @@ from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
+    QUOTED_NOTE,
     ParseError,
     PerTextSimulator,
     clean_explanation,
@@ -26,7 +27,7 @@ from scorer.simulators.prompts import (
     rejection_note,
 )
 
-SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in a short document. Read the explanation of what the neuron does and predict the neuron's activation on each token of the document: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0.
+SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in a short document. Read the explanation of what the neuron does and predict the neuron's activation on each token of the document: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0. """ + QUOTED_NOTE + """
 
 You get a JSON object with the explanation, the document, and the document's tokens in order under "activations", each with its "token" and a null "activation". Answer with a JSON object {"activations": [...]} that lists the same tokens verbatim, in the same order, one entry per token, each with its "activation" filled in. Pay attention to the context and order of words the explanation describes."""
 
@@ -95,7 +96,7 @@ def parse_answer(text: str, n_tokens: int) -> list[float]:
 
 class JsonPerTextSimulator(PerTextSimulator):
     name = "json"
-    version = "1"
+    version = "2"  # 2: the explanation shown as quoted data
 
     def _request(self, explanation, tokens, rejection, deadline) -> Completion:
         return self.backend.chat(

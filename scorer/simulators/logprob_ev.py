@@ -15,18 +15,19 @@ from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
+    QUOTED_NOTE,
     LogprobSimulator,
     ParseError,
-    clean_explanation,
     digit_distribution,
     expected_value,
     numbered_lines,
     parse_activation,
+    quote_explanation,
     rejection_note,
     require_top_logprobs,
 )
 
-SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Read the explanation of what the neuron does, then predict the neuron's activation on every token of the text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0.
+SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Read the explanation of what the neuron does, then predict the neuron's activation on every token of the text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0. """ + QUOTED_NOTE + """
 
 The text is shown as its tokens, one per line: the token's index, a tab, the token (a line break inside a token is written \\n).
 
@@ -36,7 +37,7 @@ _LINE = re.compile(r"^[ \t]*(\d+)[ \t]*[:=][ \t]*(-?\d+(?:\.\d+)?)[ \t]*$", re.M
 
 
 def _question(explanation: str, tokens) -> str:
-    return f"Explanation: {explanation}\n\nTokens:\n{numbered_lines(tokens)}"
+    return f"Explanation (quoted): {quote_explanation(explanation)}\n\nTokens:\n{numbered_lines(tokens)}"
 
 
 def build_messages(explanation: str, tokens: list[str], rejection: str | None = None) -> list[dict]:
@@ -49,7 +50,7 @@ def build_messages(explanation: str, tokens: list[str], rejection: str | None = 
     messages.append(
         {
             "role": "user",
-            "content": _question(clean_explanation(explanation), tokens) + rejection_note(rejection),
+            "content": _question(explanation, tokens) + rejection_note(rejection),
         }
     )
     return messages
@@ -117,7 +118,7 @@ def _value_at(logprobs, starts, text, match) -> tuple[float, list[float], list[f
 
 class LogprobEVSimulator(LogprobSimulator):
     name = "logprob"
-    version = "1"
+    version = "2"  # 2: the explanation shown as quoted data
 
     def _request(self, explanation, tokens, rejection, deadline) -> Completion:
         return self.backend.chat(

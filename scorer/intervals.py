@@ -1,0 +1,77 @@
+"""`score_interval` for every scorer: what each one's score is a function of, handed to scorer.stats.
+
+Pure: it reads what a scorer already returns (its `per_text` entries, or the simulated and
+true activations of the texts it scored) and resamples whole texts, leaving out the texts
+the score left out (failed simulations, unanswered judge questions).
+
+    simulation  pooled correlation       the scored texts' true and simulated activations
+    detection   balanced accuracy        per answered text: activating?, the judge's yes/no
+    fuzzing     balanced accuracy        per answered activating text: correct marks?, yes/no
+    embedding   ROC-AUC                  per text: activating?, cosine with the explanation
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+from scorer import stats
+from scorer.stats import ArrayLike, IntervalResult, NoInterval
+
+
+def simulation_interval(
+    trues: Sequence[ArrayLike], predicteds: Sequence[ArrayLike], **options
+) -> IntervalResult:
+    return stats.bootstrap_interval(trues, predicteds, **options)
+
+
+def detection_interval(per_text: Sequence[Mapping], **options) -> IntervalResult:
+    answered = [t for t in per_text if t.get("answer") is not None]
+    return stats.balanced_accuracy_interval(
+        [t["label"] == "activating" for t in answered], [bool(t["answer"]) for t in answered], **options
+    )
+
+
+def fuzzing_interval(per_text: Sequence[Mapping], **options) -> IntervalResult:
+    judged = [t for t in per_text if t.get("marking") is not None and t.get("answer") is not None]
+    return stats.balanced_accuracy_interval(
+        [t["marking"] == "correct" for t in judged], [bool(t["answer"]) for t in judged], **options
+    )
+
+
+def embedding_interval(per_text: Sequence[Mapping], **options) -> IntervalResult:
+    return stats.auc_interval(
+        [float(t["similarity"]) for t in per_text], [t["label"] == "activating" for t in per_text], **options
+    )
+
+
+_FROM_PER_TEXT = {
+    "detection": detection_interval,
+    "fuzzing": fuzzing_interval,
+    "embedding": embedding_interval,
+}
+
+
+def score_interval(
+    scorer: str,
+    per_text: Sequence[Mapping] = (),
+    *,
+    trues: Sequence[ArrayLike] | None = None,
+    predicteds: Sequence[ArrayLike] | None = None,
+    resamples: int = stats.DEFAULT_RESAMPLES,
+    level: float = stats.DEFAULT_LEVEL,
+    seed: int = stats.DEFAULT_SEED,
+) -> IntervalResult:
+    """The bootstrap interval of scorer `scorer`'s score.
+
+    simulation: pass `trues` and `predicteds` of the scored texts (failed ones left out);
+    the others: pass the result's `per_text`. Raises ValueError for an unknown scorer.
+    """
+    options = {"resamples": resamples, "level": level, "seed": seed}
+    if scorer == "simulation":
+        if trues is None or predicteds is None:
+            return NoInterval("no simulated texts to resample")
+        return simulation_interval(trues, predicteds, **options)
+    try:
+        build = _FROM_PER_TEXT[scorer]
+    except KeyError:
+        raise ValueError(f"no interval for scorer {scorer!r}") from None
+    return build(per_text, **options)
