@@ -31,6 +31,10 @@ class Runtime:
             if value is not _UNSET:
                 self._built[name] = value
         self._lock = threading.Lock()
+        # Failed cache operations, for whoever counts them (server.py: /metrics).
+        from llm.cache_open import CacheEvents
+
+        self.cache_events = CacheEvents()
 
     def _once(self, name: str, build) -> Any:
         if name not in self._built:
@@ -68,14 +72,20 @@ class Runtime:
     @property
     def cache(self):
         def build():
-            from llm.cache import NullCache, SQLiteCache
+            from llm.cache_open import open_configured_cache
 
             s = self.settings
-            if not s.cache_path:
-                return NullCache()
-            return SQLiteCache(s.cache_path, max_entries=s.cache_max_entries)
+            return open_configured_cache(
+                url=s.cache_url, path=s.cache_path, max_entries=s.cache_max_entries,
+                ttl_seconds=s.cache_ttl_seconds, on_error=self.cache_events.report,
+            )
 
         return self._once("cache", build)
+
+    def cache_status(self) -> dict:
+        from llm.cache_open import cache_status
+
+        return cache_status(self.cache)
 
     def require_backend(self):
         backend = self.backend

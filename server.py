@@ -62,6 +62,7 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     slowclient.init_app(app, settings)
     proxy.init_app(app, settings)
     observability.init_app(app, settings)
+    runtime.cache_events.subscribe(app.extensions["metrics"].cache_error)
     ratelimit.init_app(app, settings)
     logging.basicConfig(level=settings.log_level.upper())
 
@@ -172,9 +173,11 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     @app.get("/health")
     def health():
         default = settings.default_simulator
+        cache = runtime.cache_status()  # a broken cache is a miss, not a failure: "degraded"
         return jsonify(
             {
-                "status": "ok",
+                "status": "degraded" if cache.get("status") == "degraded" else "ok",
+                "cache": cache,
                 "version": VERSION,
                 "simulator": {
                     "default": default,
