@@ -224,10 +224,13 @@ def test_the_rate_limit_is_shared_by_every_replica(stack):
         (b"NOT HTTP AT ALL\r\n\r\n", 400, "invalid_request"),
         (b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n{}\n",
          400, "invalid_request"),
+        (b"POST /score HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZ-not-a-size\r\n{}\r\n0\r\n\r\n",
+         400, "invalid_request"),
         (b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n{",
          413, "payload_too_large"),
     ],
-    ids=["long-request-line", "long-header", "too-many-header-bytes", "malformed", "ambiguous-framing", "too-large"],
+    ids=["long-request-line", "long-header", "too-many-header-bytes", "malformed", "ambiguous-framing",
+         "bad-chunk", "too-large"],
 )
 def test_nginx_answers_its_own_errors_in_json(stack, data, status, code):
     got, body, head = raw_exchange(stack, data)
