@@ -168,6 +168,7 @@ def stack(tmp_path_factory):
 def test_a_repeated_score_costs_no_llm_call_on_either_replica(stack):
     status, first, _, first_id = request(stack, "POST", "/score", SCORE, source="127.0.10.1")
     assert status == 200 and first["usage"]["llm_calls"] >= 1
+    assert first["simulator"] == {"name": "batched", "model": "stub-model", "offline": False}
     calls = stack.stub.calls()
     assert calls >= 1
     repeat_ids = set()
