@@ -1,3 +1,12 @@
+# The service's gunicorn, meant to run BEHIND a reverse proxy, not on the open network.
+#
+# gunicorn is not an edge server: a client that sends its headers or body slowly holds one
+# of its threads, and its own error pages (400, 414, 431) are HTML. The deployment is nginx
+# in front, buffering requests and answering its own errors in JSON: deploy/nginx.conf.template
+# (scripts/stack runs exactly that on one machine; see README "Deploying"). Run this image on
+# a network only the proxy can reach, with TRUSTED_PROXY_HOPS=1, and publish the proxy's port,
+# not 5000. It binds 0.0.0.0:5000 because a proxy in another container must reach it; started
+# with no TRUSTED_PROXY_HOPS it logs a warning saying that it is exposed without a proxy.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

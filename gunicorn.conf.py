@@ -36,6 +36,15 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 # The access log never carries query strings or headers, where a secret could sit.
 access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 errorlog = "-"
+
+# Behind a reverse proxy (TRUSTED_PROXY_HOPS > 0) the proxy's limits on request lines and
+# headers are the ones that answer, in JSON (deploy/nginx.conf.template: 8 KB a line); were
+# gunicorn's own tighter, a request between the two would get gunicorn's HTML 400. Alone on
+# a network, gunicorn keeps its defaults.
+if (os.environ.get("TRUSTED_PROXY_HOPS", "0").strip() or "0") != "0":
+    limit_request_line = 0  # unlimited: the proxy bounds it
+    limit_request_field_size = 0
+    limit_request_fields = 32768  # gunicorn's maximum; the proxy bounds the headers' total size
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 
 # -- Graceful shutdown ------------------------------------------------------------
@@ -44,6 +53,24 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # seconds, before it is killed; SIGINT/SIGQUIT stop at once. The container's own stop
 # timeout must exceed graceful_timeout (docker stop -t, terminationGracePeriodSeconds),
 # or it kills gunicorn first. Idle keep-alive connections are closed, not waited for.
+
+
+def when_ready(server):
+    """Say so when gunicorn faces the network with no proxy declared in front of it.
+
+    gunicorn is not an edge server: slow clients hold its threads and its own errors are
+    HTML. The deployment puts nginx in front (deploy/nginx.conf.template, scripts/stack)
+    and sets TRUSTED_PROXY_HOPS; a non-loopback bind without it is most likely a mistake.
+    """
+    hops = os.environ.get("TRUSTED_PROXY_HOPS", "0").strip() or "0"
+    for address in [bind] if isinstance(bind, str) else list(bind):
+        host = address.rsplit(":", 1)[0].strip("[]") if not address.startswith(("unix:", "fd://")) else ""
+        if host and host not in ("127.0.0.1", "localhost", "::1") and hops == "0":
+            server.log.warning(
+                "listening on %s with no reverse proxy declared (TRUSTED_PROXY_HOPS=0): gunicorn is "
+                "meant behind nginx (deploy/nginx.conf.template, README 'Deploying'), not on the open network",
+                address,
+            )
 
 
 def worker_int(worker):

@@ -22,12 +22,13 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     app.extensions["settings"] = settings
-    app.extensions["runtime"] = runtime or Runtime(settings)
+    app.extensions["runtime"] = runtime = runtime or Runtime(settings)
     logging.basicConfig(level=settings.log_level.upper())
 
     body_timeout.init_app(app, settings)
     proxy.init_app(app, settings)
     observability.init_app(app, settings)
+    runtime.cache_events.subscribe(app.extensions["metrics"].cache_error)
     limits.init_app(app, settings)
     app.before_request(start_clock)
     for blueprint in (scoring.bp, explaining.bp, operations.bp, viewer.bp):

@@ -58,16 +58,27 @@ class NullCache:
     def clear(self) -> None:
         return None
 
+    def status(self) -> dict:
+        return {"backend": "none", "status": "off"}
+
 
 class SQLiteCache:
     """JSON values by key in one SQLite file, at most `max_entries`, the oldest evicted first."""
 
     def __init__(
-        self, path: str, max_entries: int = 100_000, *, busy_timeout: float = 5.0
+        self,
+        path: str,
+        max_entries: int = 100_000,
+        *,
+        busy_timeout: float = 5.0,
+        on_error: Any = None,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.path = path
+        # Called as on_error("sqlite", operation) for each failed read or write (for /metrics).
+        self.on_error = on_error
+        self.errors = 0
         self.max_entries = max_entries
         self.busy_timeout = busy_timeout
         # An in-memory database lives and dies with its connection, so that one
@@ -91,6 +102,7 @@ class SQLiteCache:
             ).fetchone())
         except sqlite3.Error as exc:
             log.warning("cache read failed (%s); treating as a miss", exc)
+            self._report("get")
             return None
         if row is None:
             return None
@@ -130,6 +142,18 @@ class SQLiteCache:
             self._run(write)
         except sqlite3.Error as exc:
             log.warning("cache write failed (%s); answer not cached", exc)
+            self._report("put")
+
+    def status(self) -> dict:
+        return {"backend": "sqlite", "status": "ok", "path": self.path, "errors": self.errors}
+
+    def _report(self, operation: str) -> None:
+        self.errors += 1
+        if self.on_error is not None:
+            try:
+                self.on_error("sqlite", operation)
+            except Exception:  # counting must never fail the request
+                log.debug("cache error hook failed", exc_info=True)
 
     def __len__(self) -> int:
         return int(self._run(lambda c: c.execute("SELECT COUNT(*) FROM entries").fetchone()[0]))

@@ -14,6 +14,7 @@ from typing import Any, Mapping
 from core.names import OFFLINE, OPENAI
 from llm.backends import build_backend
 from llm.backends.capabilities import CHAT, EMBEDDINGS
+from llm.cache_open import CacheEvents, cache_status, open_configured_cache
 from llm.errors import BackendUnavailable, CapabilityMissing
 from runtime.settings import Settings
 from scorer.judge import LLMJudge, OfflineJudge
@@ -40,6 +41,8 @@ class Runtime:
             if value is not _UNSET:
                 self._built[name] = value
         self._lock = threading.Lock()
+        # Failed cache operations, for whoever counts them (the HTTP layer's /metrics).
+        self.cache_events = CacheEvents()
 
     def _once(self, name: str, build) -> Any:
         if name not in self._built:
@@ -75,14 +78,17 @@ class Runtime:
     @property
     def cache(self):
         def build():
-            from llm.cache import NullCache, SQLiteCache
-
             s = self.settings
-            if not s.cache_path:
-                return NullCache()
-            return SQLiteCache(s.cache_path, max_entries=s.cache_max_entries)
+            return open_configured_cache(
+                url=s.cache_url, path=s.cache_path, max_entries=s.cache_max_entries,
+                ttl_seconds=s.cache_ttl_seconds, on_error=self.cache_events.report,
+            )
 
         return self._once("cache", build)
+
+    def cache_status(self) -> dict:
+        """The cache's state for /health: a broken cache is a miss, shown as "degraded"."""
+        return cache_status(self.cache)
 
     def require_backend(self, needs: frozenset[str] = frozenset({CHAT}), *, for_what: str = "this request"):
         """The backend, when it is configured and can do all of `needs`.

@@ -64,6 +64,10 @@ class Settings:
     # Cache of LLM answers (SQLite). Empty path: no cache.
     cache_path: str = "var/llm-cache.sqlite3"
     cache_max_entries: int = 100_000
+    # redis://host:port/db: one cache for every replica instead of CACHE_PATH (llm/cache_redis.py);
+    # its entries expire after CACHE_TTL_SECONDS (0: never), its memory is Redis's maxmemory.
+    cache_url: str = ""
+    cache_ttl_seconds: int = 7 * 24 * 3600
 
     # The offline simulator's semantic matching with the packaged MiniLM model.
     offline_embeddings: bool = True

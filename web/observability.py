@@ -343,6 +343,10 @@ class Metrics:
         self.text_failures = Counter(
             "neuron_interp_text_failures", "Texts the simulator could not simulate", ["simulator"], registry=r
         )
+        self.cache_errors = Counter(
+            "neuron_interp_cache_errors", "Cache operations that failed (served as a miss or skipped)",
+            ["backend", "operation"], registry=r,
+        )
         if not multiprocess:  # these collectors do not work across processes
             ProcessCollector(registry=r)
             PlatformCollector(registry=r)
@@ -352,6 +356,9 @@ class Metrics:
         method = method if method in _METHODS else "OTHER"
         self.requests.labels(method=method, route=route, status=str(status)).inc()
         self.latency.labels(route=route).observe(max(seconds, 0.0))
+
+    def cache_error(self, backend: Any, operation: Any) -> None:
+        self.cache_errors.labels(backend=_label(backend, "none"), operation=_label(operation, "none")).inc()
 
     def record_usage(self, usage: Any, failures: Any = 0, simulator: Any = None) -> None:
         values = _as_usage(usage)

@@ -19,9 +19,11 @@ def health():
     runtime = current_app.extensions["runtime"]
     s = current_app.extensions["settings"]
     default = s.default_simulator
+    cache = runtime.cache_status()  # a broken cache is a miss, not a failure: "degraded"
     return jsonify(
         {
-            "status": "ok",
+            "status": "degraded" if cache.get("status") == "degraded" else "ok",
+            "cache": cache,
             "version": VERSION,
             "simulator": {
                 "default": default,
