@@ -87,6 +87,10 @@ class Settings:
     # Responses then carry usage.estimated_cost_usd; empty: no estimates.
     model_prices: str = ""
 
+    # How an undefined score (a constant vector) is written: "null" (honest, the default) or
+    # "zero" (0.0, listed in the answer's undefined_scores): Neuronpedia stores numbers only.
+    undefined_score: str = "null"
+
     log_level: str = "INFO"
 
     # Production hardening (observability.py, ratelimit.py, proxy.py).
@@ -108,6 +112,8 @@ class Settings:
             capabilities.parse(self.llm_capabilities)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
+        if self.undefined_score not in ("null", "zero"):
+            raise ConfigError(f"UNDEFINED_SCORE={self.undefined_score!r}; one of null, zero")
         if self.llm_backend not in BACKEND_NAMES:
             raise ConfigError(f"LLM_BACKEND={self.llm_backend!r}; one of {', '.join(BACKEND_NAMES)}")
         if self.embedding_backend not in ("", *EMBEDDING_BACKENDS):  # "": local

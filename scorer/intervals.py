@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import numpy as np
+
 from scorer import stats
 from scorer.stats import ArrayLike, IntervalResult, NoInterval
 
@@ -70,8 +72,46 @@ def score_interval(
         if trues is None or predicteds is None:
             return NoInterval("no simulated texts to resample")
         return simulation_interval(trues, predicteds, **options)
-    try:
-        build = _FROM_PER_TEXT[scorer]
-    except KeyError:
-        raise ValueError(f"no interval for scorer {scorer!r}") from None
+    build = _FROM_PER_TEXT.get(scorer)
+    if build is None:
+        return NoInterval(f"no bootstrap over texts is defined for the {scorer} scorer")
     return build(per_text, **options)
+
+
+# -- paired comparisons of classifier scorers ------------------------------------------------
+
+# Per scorer: whether a per-text entry was answered, and its (label, value) for the statistic.
+_ANSWERED = {
+    "detection": lambda t: t.get("answer") is not None,
+    "fuzzing": lambda t: t.get("marking") is not None and t.get("answer") is not None,
+    "embedding": lambda t: t.get("similarity") is not None,
+}
+
+
+def _statistic(scorer: str, entries: Sequence[Mapping]):
+    if scorer == "detection":
+        sums = stats.balanced_accuracy_sums([t["label"] == "activating" for t in entries], [bool(t["answer"]) for t in entries])
+        return lambda counts: stats.balanced_accuracy_from_totals(counts @ sums)
+    if scorer == "fuzzing":
+        sums = stats.balanced_accuracy_sums([t["marking"] == "correct" for t in entries], [bool(t["answer"]) for t in entries])
+        return lambda counts: stats.balanced_accuracy_from_totals(counts @ sums)
+    wins, pos, neg = stats.auc_pairs([float(t["similarity"]) for t in entries], [t["label"] == "activating" for t in entries])
+    return lambda counts: stats.resampled_auc(wins, pos, neg, counts)
+
+
+def paired_statistic(scorer: str, per_texts: Sequence[Sequence[Mapping]]):
+    """For `paired_bootstrap_statistic`: each explanation's score on the texts every explanation
+    has an answer for, its statistic over resample counts, and how many such texts there are.
+    ValueError for a scorer with no per-text statistic."""
+    answered = _ANSWERED.get(scorer)
+    if answered is None:
+        raise ValueError(f"explanations scored by {scorer} cannot be compared text by text")
+    n = min(len(p) for p in per_texts)
+    common = [i for i in range(n) if all(answered(p[i]) for p in per_texts)]
+    statistics = [_statistic(scorer, [p[i] for i in common]) for p in per_texts]
+    ones = np.ones((1, len(common)))
+    points = []
+    for statistic in statistics:
+        value = float(statistic(ones)[0]) if common else float("nan")
+        points.append(value if np.isfinite(value) else None)
+    return points, statistics, len(common)

@@ -27,6 +27,8 @@ class SequenceSimulation:
 
     def to_dict(self) -> dict:
         return {
+            # As the reference implementation writes it, so its JSON loader rebuilds the dataclass.
+            "dataclass_name": "SequenceSimulation",
             "tokens": list(self.tokens),
             "expected_activations": [float(x) for x in self.expected_activations],
             "activation_scale": self.activation_scale,
@@ -46,6 +48,7 @@ class ScoredSequenceSimulation:
 
     def to_dict(self) -> dict:
         return {
+            "dataclass_name": "ScoredSequenceSimulation",
             "simulation": self.simulation.to_dict(),
             "true_activations": [float(x) for x in self.true_activations],
             "ev_correlation_score": self.ev_correlation_score,

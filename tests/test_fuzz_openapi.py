@@ -26,6 +26,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.generation import GenerationMode
 
+from scorer.guard import check_explanation, normalise_explanation
 from server import create_app
 from tests.conftest import make_settings
 
@@ -63,6 +64,13 @@ def _repair_texts(texts):
         text["tokens"], text["values"] = (tokens[:n], values[:n]) if n else (["a"], [0.0])
 
 
+def _acceptable(explanation: str) -> str:
+    """Not blank, within the length limit, and not refused by the guard (a forged answer or a
+    prompt section is a 400 `explanation_rejected` the schema cannot state)."""
+    explanation = explanation.strip()[:2000] or "x"
+    return "x" if check_explanation(explanation) or not normalise_explanation(explanation) else explanation
+
+
 def map_case(context, case):
     """Make schema-valid cases valid by the rules the schema cannot state."""
     mode = case.meta.generation.mode if case.meta is not None else None
@@ -73,7 +81,9 @@ def map_case(context, case):
     _repair_texts(body.get("random_activations"))
     explanation = body.get("explanation")
     if isinstance(explanation, str):
-        body["explanation"] = explanation.strip()[:2000] or "x"
+        body["explanation"] = _acceptable(explanation)
+    if isinstance(body.get("explanations"), list):
+        body["explanations"] = [_acceptable(e) if isinstance(e, str) else e for e in body["explanations"]]
     if isinstance(body.get("model"), str) and not body["model"].strip():
         body.pop("model")
     # LLM simulators and explainers answer 503 here: no backend is configured.
@@ -82,7 +92,9 @@ def map_case(context, case):
     body.pop("judge", None)
     if isinstance(body.get("references"), list):
         body["references"] = [r.strip()[:2000] or "x" if isinstance(r, str) else r for r in body["references"]]
-    if case.path == "/score" and body.get("scorer") not in (None, "simulation"):
+    if case.path == "/compare" and body.get("scorer") not in (None, "simulation") and body.get("dry_run"):
+        body["dry_run"] = False  # a cost forecast is the simulation scorer's only (400, tested elsewhere)
+    if case.path in ("/score", "/compare") and body.get("scorer") not in (None, "simulation"):
         # detection, fuzzing and embedding need activating and non-activating texts
         # (fuzzing: two activating ones with room for random marks), 400 otherwise.
         texts = [t for t in body.get("activations") or [] if isinstance(t, dict)]

@@ -17,10 +17,8 @@ from urllib.parse import parse_qs, quote, urlparse
 
 import pytest
 import requests
-from flask import jsonify, request
 from werkzeug.serving import make_server
 
-from scorer import service as scoring
 from server import create_app
 from tests.conftest import ROOT, SHARED_DATA, make_settings
 
@@ -312,43 +310,28 @@ def test_the_secret_is_typed_sent_as_a_header_and_kept_only_for_the_tab(browser)
         assert key not in browser.current_url and key not in browser.find_element(By.TAG_NAME, "body").text
 
 
-def test_intervals_and_pairs_from_compare_are_shown(browser, monkeypatch):
-    """What the page shows of `score_interval` and of POST /compare, against a service that has
-    them (canned here: an interval around each score, and /compare made of /score answers)."""
-    real = scoring.score_by_simulation
-
-    def with_interval(explanation, records, simulator, *, deadline):
-        payload = real(explanation, records, simulator, deadline=deadline)
-        score = payload["score"]
-        payload["score_interval"] = {"low": score - 0.25, "high": min(1.0, score + 0.03), "level": 0.95, "method": "bootstrap"}
-        return payload
-
-    monkeypatch.setattr(scoring, "score_by_simulation", with_interval)
+def test_intervals_and_pairs_from_compare_are_shown(browser):
+    """The page shows each score's `score_interval` and the pairs of the service's real POST /compare."""
     app = create_app(make_settings())
-    inner = app.test_client()
-
-    @app.post("/compare")
-    def compare():
-        body = request.get_json()
-        results = [inner.post("/score", json={**body, "explanation": e}).get_json() for e in body["explanations"]]
-        pair = {"a": 0, "b": 1, "difference": 0.5, "interval": {"low": 0.25, "high": 0.75}, "p_value": 0.01, "p_adjusted": 0.02}
-        return jsonify({"results": results, "pairs": [pair], "ranking": [0, 1]})
-
     with serving(app) as url:
         open_page(browser, f"{url}/?example=puzzle-colors&explanation=colors&compare=colors&compare=smell")
         wait_for(browser, lambda d: d.find_element(By.ID, "compare-result").get_attribute("data-state") == "done")
         body = example_body(url, "puzzle-colors")
-        answers = {e: post(url, "/score", {"explanation": e, "activations": body["activations"], "simulator": "offline"})
-                   for e in ("colors", "smell")}
-        iv = answers["colors"]["score_interval"]
-        assert browser.find_element(By.ID, "interval").text == f"95% interval [{iv['low']:.3f}, {iv['high']:.3f}] · bootstrap"
+        answer = post(url, "/compare", {"explanations": ["colors", "smell"], "activations": body["activations"], "simulator": "offline"})
+        scored = post(url, "/score", {"explanation": "colors", "activations": body["activations"], "simulator": "offline"})
+        iv = scored["score_interval"]
+        assert browser.find_element(By.ID, "interval").text == (
+            f"{round(iv['level'] * 100)}% interval [{iv['low']:.3f}, {iv['high']:.3f}] · {iv['method']}"
+        )
         assert browser.find_element(By.ID, "compare-result").get_attribute("data-via") == "/compare"
         rows = browser.find_elements(By.CSS_SELECTOR, "#compare-table tbody tr")
-        ranked = sorted(answers.items(), key=lambda item: -item[1]["score"])
+        ranked = sorted(answer["results"], key=lambda a: -a["score"])
         assert [r.find_elements(By.TAG_NAME, "td")[3].text for r in rows] == [
-            f"[{a['score_interval']['low']:.3f}, {a['score_interval']['high']:.3f}]" for _, a in ranked
+            f"[{a['score_interval']['low']:.3f}, {a['score_interval']['high']:.3f}]" for a in ranked
         ]
         assert len(browser.find_elements(By.CSS_SELECTOR, "#compare-chart line.whisker")) == 3 * len(rows)
+        pair = answer["pairs"][0]
         assert browser.find_element(By.ID, "compare-pairs").text == (
-            "“colors” − “smell”: 0.500 [0.250, 0.750] · adjusted p 0.020"
+            f"“colors” − “smell”: {pair['difference']:.3f} [{pair['interval']['low']:.3f}, "
+            f"{pair['interval']['high']:.3f}] · adjusted p {pair['p_adjusted']:.3f}"
         )

@@ -6,6 +6,7 @@ goes through `StrictJSONProvider`: non-finite floats become null, never NaN.
 """
 from __future__ import annotations
 
+import difflib
 import json
 import math
 import time
@@ -132,11 +133,32 @@ def authenticate(body: dict) -> None:
         )
 
 
+# Keys the reference format carries that the service knows and ignores: never warned about.
+KNOWN_EXTRA_KEYS = frozenset({"secret", "dataclass_name"})
+
+
+def unknown_keys(model: type[BaseModel], body: dict) -> list[str]:
+    """A warning for each top-level key the model does not know (a misspelt option would
+    otherwise silently take its default), with the nearest known name when there is one."""
+    known = set(model.model_fields)
+    warnings = []
+    for key in body:
+        if key in known or key in KNOWN_EXTRA_KEYS:
+            continue
+        near = difflib.get_close_matches(str(key), sorted(known), n=1, cutoff=0.75)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        warnings.append(f"unknown key {str(key)[:80]!r} ignored{hint}")
+    return warnings
+
+
 def validated(model: type[M]) -> M:
-    """The request's body as `model`: JSON first, then the secret, then the fields."""
+    """The request's body as `model`: JSON first, then the secret, then the fields. Keys the
+    model does not know are named in the answer's `warnings`."""
     body = json_body()
     authenticate(body)
-    return validate(model, body)
+    request_model = validate(model, body)
+    g.warnings = unknown_keys(model, body)
+    return request_model
 
 
 def check_texts(**fields: list) -> None:
@@ -168,6 +190,9 @@ def deadline() -> float:
 
 def respond(payload: dict):
     """The payload as JSON, with the time the request took so far."""
+    warnings = g.get("warnings")
+    if warnings:
+        payload["warnings"] = warnings
     payload["elapsed_ms"] = round((time.monotonic() - g.started) * 1000, 1)
     return jsonify(payload)
 

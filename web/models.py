@@ -61,10 +61,16 @@ class _Authenticated(BaseModel):
     secret: str | None = Field(default=None, description="SERVER_KEY, when the server sets one")
 
 
-class ScoreRequest(_Authenticated):
-    explanation: Explanation = Field(description="The explanation to score")
+class _ScoringOptions(_Authenticated):
+    """What /score and /compare share: the texts and how they are scored."""
+
     activations: list[ActivationText] = Field(
-        min_length=1, description="The texts to simulate, with their true activations"
+        min_length=1, description="The texts to simulate, with their true activations (the top texts)"
+    )
+    random_activations: list[ActivationText] = Field(
+        default_factory=list,
+        description="Texts sampled at random from the corpus: the score then pools top and random "
+        "texts (the 'all' score) and the answer adds top_score and random_score",
     )
     simulator: Literal[SIMULATOR_NAMES] | None = Field(  # type: ignore[valid-type]
         default=None, description="Simulator to use (scorer simulation); the server's default when omitted"
@@ -100,6 +106,17 @@ class ScoreRequest(_Authenticated):
         description="fuzzing: the share of activating texts shown with random instead of correct marks",
     )
     seed: JsonInt = Field(default=0, ge=0, le=2**31 - 1, description="fuzzing: seed of the random marks")
+
+
+class ScoreRequest(_ScoringOptions):
+    explanation: Explanation = Field(description="The explanation to score")
+
+
+class CompareRequest(_ScoringOptions):
+    explanations: list[Explanation] = Field(
+        min_length=2, max_length=10, description="The explanations to score on the same texts and compare"
+    )
+    dry_run: JsonBool = Field(default=False, description="State the LLM calls and tokens it would take; no call")
 
 
 class SimilarityRequest(_Authenticated):
@@ -179,6 +196,9 @@ class ExplainRequest(_Authenticated):
     )
     simulate_best: JsonBool = Field(
         default=False, description="search: also score the best hypothesis with the simulation scorer"
+    )
+    seed: JsonInt = Field(
+        default=0, ge=0, le=2**31 - 1, description="search: seed of the split into proposal and held-out texts"
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from web.errors import CODES
-from web.models import ExplainRequest, ScoreRequest, SimilarityRequest
+from web.models import CompareRequest, ExplainRequest, ScoreRequest, SimilarityRequest
 
 _ERROR_SCHEMA = {
     "type": "object",
@@ -16,7 +16,7 @@ _ERROR_SCHEMA = {
 def openapi_document(version: str) -> dict:
     """The contract, generated from the request models above."""
     schemas: dict[str, Any] = {"Error": _ERROR_SCHEMA}
-    for model in (ScoreRequest, ExplainRequest, SimilarityRequest):
+    for model in (ScoreRequest, CompareRequest, ExplainRequest, SimilarityRequest):
         schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
         schemas.update(schema.pop("$defs", {}))
         schemas[model.__name__] = schema
@@ -47,6 +47,10 @@ def openapi_document(version: str) -> dict:
         "info": {"title": "neuron-interp", "version": version},
         "paths": {
             "/score": post("Score an explanation by simulating activations", "ScoreRequest"),
+            "/compare": post(
+                "Score several explanations on the same texts and compare them (paired bootstrap, Holm)",
+                "CompareRequest",
+            ),
             "/explain": post("Write an explanation from activations", "ExplainRequest"),
             "/similarity": post(
                 "Cosine similarity of an explanation with reference explanations (AdaCS)",

@@ -68,6 +68,7 @@ def _search(req: ExplainRequest, runtime) -> dict:
         max_tokens=req.max_tokens,
         hypotheses_per_round=req.hypotheses_per_round,
         patience=req.patience,
+        seed=req.seed,
     )
     backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
     offline = backend is None

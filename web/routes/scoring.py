@@ -1,13 +1,14 @@
-"""Scoring routes: POST /score and POST /similarity."""
+"""Scoring routes: POST /score, POST /compare and POST /similarity."""
 from __future__ import annotations
 
 from flask import Blueprint, current_app, g
 
 from scorer import service as scoring
+from scorer.guard import check_explanation, normalise_explanation
 from scorer.scorers import SIMULATION
 from web.bodies import check_length, check_texts, deadline, respond, settings, validated
-from web.errors import too_large
-from web.models import ScoreRequest, SimilarityRequest, records
+from web.errors import ApiError, too_large
+from web.models import CompareRequest, ScoreRequest, SimilarityRequest, records
 
 bp = Blueprint("scoring", __name__)
 
@@ -15,20 +16,65 @@ bp = Blueprint("scoring", __name__)
 _SCORER_OPTIONS = ("model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed")
 
 
+def guarded(where: str, explanation: str) -> str:
+    """The explanation on one line, or 400 `explanation_rejected` when it carries a forged
+    simulator answer or opens a prompt section: checked before any backend call."""
+    check_length(where, explanation)
+    rejection = check_explanation(explanation)
+    if rejection is not None:
+        raise ApiError(400, rejection.code, f"{where}: {rejection.message}")
+    line = normalise_explanation(explanation)
+    if not line:
+        raise ApiError(400, None, f"{where}: nothing is left once control characters are removed")
+    return line
+
+
 @bp.post("/score")
 def score():
     req = validated(ScoreRequest)
-    check_texts(activations=req.activations)
-    check_length("explanation", req.explanation)
+    check_texts(activations=req.activations, random_activations=req.random_activations)
+    explanation = guarded("explanation", req.explanation)
     runtime = current_app.extensions["runtime"]
-    texts = records(req.activations)
+    texts, random_texts = records(req.activations), records(req.random_activations)
+    undefined = settings().undefined_score
     if req.scorer == SIMULATION:
         simulator = runtime.simulator(req.simulator, req.model)
-        payload = scoring.score_by_simulation(req.explanation, texts, simulator, deadline=deadline())
+        payload = scoring.score_by_simulation(
+            explanation, texts, simulator, deadline=deadline(), random_records=random_texts, undefined=undefined
+        )
     else:
+        # The classifiers label each text by its own activation: random texts are more of them.
         scorer = runtime.scorer(req.scorer, {name: getattr(req, name) for name in _SCORER_OPTIONS})
-        payload = scoring.score_by_classifier(req.explanation, texts, scorer, deadline=deadline())
+        payload = scoring.score_by_classifier(
+            explanation, texts + random_texts, scorer, deadline=deadline(), undefined=undefined
+        )
     g.log_fields.update(_log_fields(payload))
+    return respond(payload)
+
+
+@bp.post("/compare")
+def compare():
+    req = validated(CompareRequest)
+    check_texts(activations=req.activations, random_activations=req.random_activations)
+    explanations = [guarded(f"explanations[{i}]", e) for i, e in enumerate(req.explanations)]
+    runtime = current_app.extensions["runtime"]
+    texts, random_texts = records(req.activations), records(req.random_activations)
+    undefined = settings().undefined_score
+    if req.scorer == SIMULATION:
+        simulator = runtime.simulator(req.simulator, req.model)
+        if req.dry_run:
+            every = [r.tokens for r in texts + random_texts]
+            return respond({"dry_run": True, "explanations": explanations, "simulator": simulator.name,
+                            "model": simulator.model, "forecast": scoring.forecast(simulator, explanations, every)})
+        payload = scoring.compare_by_simulation(
+            explanations, texts, simulator, deadline=deadline(), random_records=random_texts, undefined=undefined
+        )
+    else:
+        if req.dry_run:
+            raise ApiError(400, None, "dry_run: a cost forecast is given for the simulation scorer only")
+        scorer = runtime.scorer(req.scorer, {name: getattr(req, name) for name in _SCORER_OPTIONS})
+        payload = scoring.compare_by_classifier(explanations, texts + random_texts, scorer, deadline=deadline(), undefined=undefined)
+    g.log_fields.update(scorer=req.scorer, explanations=len(explanations), usage=payload["usage"])
     return respond(payload)
 
 
