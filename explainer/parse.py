@@ -37,7 +37,7 @@ MAX_EXPLANATION_CHARS = 300
 # Only the start of an answer is read: the first paragraph of anything usable is in it.
 MAX_READ_CHARS = 20_000
 # Control and format characters and lone surrogates: never part of an explanation.
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ud800-\udfff]")
+_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufffd\ud800-\udfff]")
 
 
 def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
