@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from explainer.styles.base import PREFIX
 
@@ -36,8 +37,17 @@ _NON_ANSWERS = {"unknown", "unclear", "n/a", "na", "none", "nothing", "no patter
 MAX_EXPLANATION_CHARS = 300
 # Only the start of an answer is read: the first paragraph of anything usable is in it.
 MAX_READ_CHARS = 20_000
-# Control and format characters and lone surrogates: never part of an explanation.
-_INVISIBLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff\ufffd\ud800-\udfff]")
+# Control and format characters (zero-width, bidi overrides), lone surrogates and U+FFFD
+# (what a lone surrogate became on the way in): never part of an explanation.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def _visible(text: str) -> str:
+    text = text.replace("\t", " ").replace("\x85", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    return "".join(
+        ch for ch in text
+        if ch == "\n" or (ch != "\ufffd" and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
+    )
 
 
 def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
@@ -45,8 +55,7 @@ def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
     echoed prompt prefix, surrounding quotes or a trailing period. None if nothing usable."""
     if not text or not isinstance(text, str):
         return None
-    text = text[:MAX_READ_CHARS].replace("\t", " ").replace("\x85", "\n")
-    text = _INVISIBLE.sub("", text.replace("\u2028", "\n").replace("\u2029", "\n\n"))
+    text = _visible(text[:MAX_READ_CHARS])
     paragraph = next((p for p in re.split(r"\n[^\S\n]*\n", text.strip()) if p.strip()), "")
     line = " ".join(paragraph.split())
     if len(line) > 4 * MAX_EXPLANATION_CHARS:
