@@ -43,7 +43,7 @@ from scorer.simulators.prompts import (
     run_parallel,
 )
 
-VERSION = "1"
+VERSION = "2"  # 2: echoes of the prompt and cut answers are failures; 1 may have cached them as verdicts
 MAX_ATTEMPTS = 2  # the first answer and one retry
 TOP_LOGPROBS = 5  # asked for so that P(yes) can be read; dropped for servers that refuse it
 # The offline judge's cut on the offline simulator's 0-10 scale. It predicts 0 where it
