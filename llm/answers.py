@@ -181,16 +181,20 @@ class PromptEcho:
         allowed: Sequence[str] = (),
         markers: re.Pattern | None = None,
         exact: Sequence[str] = (),
+        question_lines: bool = True,
     ) -> "PromptEcho":
         """From chat messages: the system and few-shot questions are the fixed parts (the
-        few-shot answers are not: an honest answer may look like them), the last is the question."""
+        few-shot answers are not: an honest answer may look like them), the last is the question.
+        `question_lines=False` for a format whose honest answer may mirror the question's lines."""
         texts = [as_text(m.get("content")) for m in messages if isinstance(m, dict)]
         roles = [m.get("role") for m in messages if isinstance(m, dict)]
         if not texts:
             return cls(markers=markers)
         question = texts[-1]
         fixed = [t for t, r in zip(texts[:-1], roles[:-1]) if r != "assistant"]
-        return cls.of_parts(fixed, question, allowed=allowed, markers=markers, exact=exact)
+        return cls.of_parts(
+            fixed, question, allowed=allowed, markers=markers, exact=exact, question_lines=question_lines
+        )
 
     @classmethod
     def of_parts(
@@ -201,6 +205,7 @@ class PromptEcho:
         allowed: Sequence[str] = (),
         markers: re.Pattern | None = None,
         exact: Sequence[str] = (),
+        question_lines: bool = True,
     ) -> "PromptEcho":
         """`exact`: lines of the question that mark an echo whatever their length
         (its label line, e.g. `Explanation: ...`)."""
@@ -213,7 +218,7 @@ class PromptEcho:
                     chunk = _norm(sentence)[:_ECHO_CHARS]
                     if len(chunk) >= MIN_ECHO_CHARS and chunk not in normal_question:
                         chunks.append(chunk)
-        for line in question.splitlines():
+        for line in question.splitlines() if question_lines else ():
             chunk = _norm(line)
             if any(a in chunk for a in normal_allowed):
                 continue

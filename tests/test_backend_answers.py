@@ -416,6 +416,19 @@ def test_an_explanation_is_one_clean_line(client, scripted):
     assert "\\ud800" not in response.get_data(as_text=True)
 
 
+def test_a_json_answer_that_mirrors_the_question_object_is_read(client, scripted):
+    def answer(request, good):
+        question = json.loads(request.last_user_message)
+        values = json.loads(content(good))["activations"]
+        for item, value in zip(question["activations"], values):
+            item["activation"] = value["activation"]
+        return with_content(request, good, json.dumps(question))
+
+    scripted.script.answer = answer
+    body = assert_no_500(client.post("/score", json={**ANIMALS, "simulator": "json"}))
+    assert body["failures"] == [] and body["score"] > 0.5
+
+
 def test_an_explanation_equal_to_a_few_shot_example_is_no_echo(client, scripted):
     # The batched and judge prompts show "kitchen utensils and cookware" as their example.
     scored = assert_no_500(client.post("/score", json={**ANIMALS, "explanation": "kitchen utensils and cookware"}))

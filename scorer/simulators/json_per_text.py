@@ -138,7 +138,9 @@ class JsonPerTextSimulator(PerTextSimulator):
         )
 
     def _echo(self, explanation, tokens, rejection) -> PromptEcho:
-        return PromptEcho.of_messages(build_messages(explanation, tokens, rejection))
+        # A model may answer with the whole question object, activations filled in: only
+        # the instructions and the examples count as an echo (the question alone has nulls).
+        return PromptEcho.of_messages(build_messages(explanation, tokens, rejection), question_lines=False)
 
     def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
         return SequenceSimulation(
