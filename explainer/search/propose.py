@@ -222,6 +222,8 @@ def read_proposal(completion: Completion, messages: list[dict]) -> tuple[list[st
 
 
 def clean_hypothesis(raw: str) -> str | None:
+    if len(raw) > 4 * MAX_HYPOTHESIS_CHARS:
+        return None  # a runaway item: refused before any pattern reads it
     line = " ".join(raw.split())
     line = _LABEL.sub("", line).strip()
     if line.startswith("**") and line.endswith("**") and len(line) > 4:
