@@ -20,7 +20,6 @@ from tests.stub_openai import (
     StubOpenAI,
     StubReply,
     chat_body,
-    completion_body,
     echo_prompt,
     truncate,
 )

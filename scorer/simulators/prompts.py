@@ -11,10 +11,8 @@ import math
 import re
 import time
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable, Mapping, Sequence, TypeVar
-
-from dataclasses import replace
 
 from llm.answers import PromptEcho, Truncated, probability, read_answer
 from llm.backend import ChatBackend, Completion
