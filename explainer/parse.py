@@ -42,7 +42,8 @@ MAX_READ_CHARS = 20_000
 _INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
 
 
-def _visible(text: str) -> str:
+def visible_text(text: str) -> str:
+    """`text` without invisible characters; line and paragraph separators become line breaks."""
     text = text.replace("\t", " ").replace("\x85", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
     return "".join(
         ch for ch in text
@@ -55,7 +56,7 @@ def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
     echoed prompt prefix, surrounding quotes or a trailing period. None if nothing usable."""
     if not text or not isinstance(text, str):
         return None
-    text = _visible(text[:MAX_READ_CHARS])
+    text = visible_text(text[:MAX_READ_CHARS])
     paragraph = next((p for p in re.split(r"\n[^\S\n]*\n", text.strip()) if p.strip()), "")
     line = " ".join(paragraph.split())
     if len(line) > 4 * MAX_EXPLANATION_CHARS:

@@ -336,6 +336,7 @@ def test_every_proposer_answer_is_hypotheses_or_nothing(recipe):
     completion = completion_from_body(json.loads(json.dumps(hostile_body(recipe, request))), chat=True)
     hypotheses, rejected = read_proposal(completion, messages)
     assert rejected >= 0 and all(isinstance(h, str) and 0 < len(h) <= 300 for h in hypotheses)
+    assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for h in hypotheses for ch in h)
 
 
 # -- end to end: over HTTP from the stub, through the Flask app ----------------------------------
@@ -382,6 +383,8 @@ ROUTES = {
     "detection": ("/score", {"scorer": "detection", "judge": "openai", "batch_size": 2}),
     "fuzzing": ("/score", {"scorer": "fuzzing", "judge": "openai", "batch_size": 2}),
     "explain": ("/explain", {"n": 2}),
+    "explain_scored": ("/explain", {"n": 2, "score": True, "top_k": 2, "simulator": "batched"}),
+    "search": ("/explain", {"strategy": "search", "max_rounds": 1, "hypotheses_per_round": 2, "simulate_best": True}),
 }
 
 
@@ -407,6 +410,7 @@ def test_no_backend_answer_is_a_500(served, route, recipe):
         return
     if path == "/explain":
         assert 0 < len(body["explanation"]) <= 300 and "\n" not in body["explanation"]
+        assert not any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in body["explanation"])
         return
     assert body["score"] is None or -1 <= body["score"] <= 1
     failed = {f["index"] for f in body["failures"]}

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from explainer.parse import visible_text
 from explainer.records import (
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
@@ -224,7 +225,7 @@ def read_proposal(completion: Completion, messages: list[dict]) -> tuple[list[st
 def clean_hypothesis(raw: str) -> str | None:
     if len(raw) > 4 * MAX_HYPOTHESIS_CHARS:
         return None  # a runaway item: refused before any pattern reads it
-    line = " ".join(raw.split())
+    line = " ".join(visible_text(raw).split())
     line = _LABEL.sub("", line).strip()
     if line.startswith("**") and line.endswith("**") and len(line) > 4:
         line = line[2:-2].strip()
