@@ -325,10 +325,11 @@ class OpenAIBackend:
             raise self._status_failure(exc) from None
         except RecursionError:
             raise UpstreamError(f"unusable answer from the LLM backend at {self.host}: JSON nested too deeply") from None
-        except (openai.OpenAIError, ValueError, TypeError, AttributeError) as exc:
+        except (openai.OpenAIError, ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
             # ValueError: a body that is not JSON, or JSON of the wrong shape (or a number of
-            # more digits than Python converts); TypeError/AttributeError: a body whose shape
-            # the client's models do not expect.
+            # more digits than Python converts); OverflowError: an integer too large for the
+            # float the client's models coerce it to; the others: a body whose shape the
+            # client's models do not expect.
             raise UpstreamError(
                 f"unusable answer from the LLM backend at {self.host}: {self._redact(str(exc))[:300]}"
             ) from None

@@ -469,3 +469,31 @@ def test_read_answer_policies_for_a_cut_answer():
     assert read_answer(cut, lambda a: a.truncated, truncated=Truncated.COMPLETE_LINES).value is True
     assert read_answer(cut, lambda a: a.truncated, truncated=Truncated.IGNORE).value is False
     assert read_answer(Completion(text="x", finish_reason=None), lambda a: a.text).value == "x"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        [{"index": "first", "embedding": [0.1, 0.2]}, {"index": 1, "embedding": [0.3, 0.4]}, {"index": 2, "embedding": [0.3, 0.4]}],
+        [{"index": 0, "embedding": ["a", "b"]}, {"index": 1, "embedding": [1e400, 0]}, {"index": 2, "embedding": [1, 0]}],
+        [{"index": 0, "embedding": [int(HUGE_DIGITS[:400]), 0]}, {"index": 1, "embedding": [1, 0]}, {"index": 2, "embedding": [1, 0]}],
+    ],
+)
+def test_embeddings_of_an_unusable_shape_are_a_502(make_client, scripted, data):
+    scripted.enqueue(StubReply(body={"object": "list", "data": data, "model": "e", "usage": {"prompt_tokens": 3}}))
+    client = make_client(
+        openai_base_url=scripted.base_url, openai_api_key=API_KEY, embedding_backend="openai",
+        llm_max_retries=0, request_timeout=20.0, cache_path="",
+    )
+    response = client.post("/similarity", json={"explanation": "foxes", "references": ["leopards", "tables"]})
+    assert_error(response, 502, "upstream_error")
+
+
+def test_a_logprob_too_large_for_a_float_in_the_http_body_is_a_502(client, scripted):
+    # The client coerces logprobs to float while decoding: OverflowError before any parser runs.
+    def answer(request, good):
+        text = json.dumps(good)
+        return StubReply(body=text.replace('"logprob": -0.01', '"logprob": ' + "9" * 400, 1))
+
+    scripted.script.answer = answer
+    assert_error(client.post("/score", json={**ANIMALS, "simulator": "logprob"}), 502, "upstream_error")
