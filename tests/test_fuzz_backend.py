@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -125,6 +126,7 @@ class Recipe:
     cut: float | None  # keep this share of the answer, as a server cutting at max_tokens
     logprobs: str  # "keep" the honest ones, "drop" them, or "perturb" their values
     perturbed: list
+    body: str = "json"  # end to end: how the HTTP body itself is spoiled (see spoil_body)
 
 
 RECIPES = st.builds(
@@ -134,7 +136,25 @@ RECIPES = st.builds(
     cut=st.one_of(st.none(), st.floats(0, 1)),
     logprobs=st.sampled_from(["keep", "drop", "perturb"]),
     perturbed=st.lists(LOGPROB, min_size=1, max_size=8),
+    body=st.sampled_from(["json"] * 6 + ["huge_numbers", "deep", "not_json", "wrong_types"]),
 )
+
+
+def spoil_body(body: dict, how: str) -> str:
+    """The HTTP body as text, spoiled `how`: numbers too large for a float, JSON nested
+    100,000 deep, no JSON at all, or fields of the wrong type."""
+    if how == "huge_numbers":
+        return re.sub(r"(?<![\w.])-?\d+\.\d+(?:e-?\d+)?", "9" * 400, json.dumps(body))
+    if how == "deep":
+        return '{"choices": [{"message": {"content": ' + "[" * 100_000 + "]" * 100_000 + "}}]}"
+    if how == "not_json":
+        return json.dumps(body)[: len(json.dumps(body)) // 2]
+    if how == "wrong_types":
+        choice = body["choices"][0]
+        choice["logprobs"] = {"content": "many", "tokens": 5, "top_logprobs": "x"}
+        body["usage"] = {"prompt_tokens": "lots", "completion_tokens": -4}
+        body["model"] = {"name": 1}
+    return json.dumps(body)
 
 
 def explainer_good(request: StubRequest) -> dict:
@@ -349,7 +369,7 @@ class Served:
     def __call__(self, request):
         if self.recipe is None:
             return honest(request)
-        return StubReply(body=hostile_body(self.recipe, request))
+        return StubReply(body=spoil_body(hostile_body(self.recipe, request), self.recipe.body))
 
 
 @pytest.fixture(scope="module")
