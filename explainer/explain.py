@@ -5,6 +5,7 @@ returns the exact messages and their token count without calling anything.
 """
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Mapping, Sequence
@@ -26,7 +27,9 @@ from explainer.records import (
     trim_to_window,
 )
 from explainer.styles import DEFAULT_STYLE, PREFIX, ExplainerStyle, get_style
-from llm.backend import ChatBackend
+from explainer.styles.base import HIGH_LIST_LABEL
+from llm.answers import Answer, PromptEcho, Truncated, cut_at_last_line, read_answer
+from llm.backend import ChatBackend, Completion
 from llm.errors import DeadlineExceeded, UpstreamError
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
@@ -134,7 +137,7 @@ def explain(
             result.usage = result.usage + _call_usage(completion.usage)
             if completion.model and result.model == model:
                 result.model = completion.model
-            text = clean_explanation(completion.text, PREFIX)
+            text = read_explanation(completion, messages)
             if text is not None:
                 if text.casefold() not in seen:
                     seen.add(text.casefold())
@@ -147,6 +150,37 @@ def explain(
         )
     result.explanation = result.candidates[0]
     return result
+
+
+# The explainer prompt's own layout, which no explanation has: a neuron's heading line, an
+# excerpt's label, the original style's markers and token lines, the high-token list.
+ECHO_MARKERS = re.compile(
+    r"^[ \t]*(?:neuron \d{1,4}[ \t]*$|excerpt \d{1,4}:|<start>|<end>|[^\t\n]*\t\d{1,2}[ \t]*$|"
+    + re.escape(HIGH_LIST_LABEL)
+    + ")",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+
+def read_explanation(completion: Completion, messages: list[dict]) -> str | None:
+    """The cleaned explanation in an explainer's answer, or None when it has none: the
+    answer repeats the prompt, runs away, or was cut before its first line ended."""
+
+    def parse(answer: Answer) -> str | None:
+        text = answer.text
+        if answer.truncated:
+            # Cut at the output limit: only a first line that a line break ended is whole.
+            text = cut_at_last_line(text.lstrip())
+        return clean_explanation(text, PREFIX)
+
+    read = read_answer(
+        completion,
+        parse,
+        echo=PromptEcho.of_messages(messages, allowed=(PREFIX,), markers=ECHO_MARKERS),
+        truncated=Truncated.COMPLETE_LINES,
+        what="explanation",
+    )
+    return read.value if read.ok else None
 
 
 def build_prompt(

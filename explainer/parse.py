@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from explainer.styles.base import PREFIX
 
@@ -31,14 +32,35 @@ _REFUSALS = re.compile(
 )
 _NON_ANSWERS = {"unknown", "unclear", "n/a", "na", "none", "nothing", "no pattern", "not sure"}
 
+# An explanation is a short phrase (the paper's limit is 60 tokens). A longer first paragraph
+# is a runaway answer, not an explanation: it is refused, well below what /score accepts.
+MAX_EXPLANATION_CHARS = 300
+# Only the start of an answer is read: the first paragraph of anything usable is in it.
+MAX_READ_CHARS = 20_000
+# Control and format characters (zero-width, bidi overrides), lone surrogates and U+FFFD
+# (what a lone surrogate became on the way in): never part of an explanation.
+_INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Cs"})
+
+
+def visible_text(text: str) -> str:
+    """`text` without invisible characters; line and paragraph separators become line breaks."""
+    text = text.replace("\t", " ").replace("\x85", "\n").replace("\u2028", "\n").replace("\u2029", "\n\n")
+    return "".join(
+        ch for ch in text
+        if ch == "\n" or (ch != "\ufffd" and unicodedata.category(ch) not in _INVISIBLE_CATEGORIES)
+    )
+
 
 def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
     """The explanation in `text`, cleaned: the first paragraph on one line, without an
     echoed prompt prefix, surrounding quotes or a trailing period. None if nothing usable."""
-    if not text:
+    if not text or not isinstance(text, str):
         return None
-    paragraph = next((p for p in re.split(r"\n\s*\n", text.strip()) if p.strip()), "")
+    text = visible_text(text[:MAX_READ_CHARS])
+    paragraph = next((p for p in re.split(r"\n[^\S\n]*\n", text.strip()) if p.strip()), "")
     line = " ".join(paragraph.split())
+    if len(line) > 4 * MAX_EXPLANATION_CHARS:
+        return None  # runaway: not worth cleaning
     prefix_re = re.compile(r"^" + r"\s+".join(map(re.escape, prefix.split())) + r"\b\s*[:,]?\s*", re.I)
     previous = None
     while line != previous:
@@ -51,6 +73,8 @@ def clean_explanation(text: str | None, prefix: str = PREFIX) -> str | None:
         if line.endswith(".") and not line.endswith(".."):
             line = line[:-1].rstrip()
     if not re.search(r"\w", line) or _REFUSALS.match(line) or line.lower() in _NON_ANSWERS:
+        return None
+    if len(line) > MAX_EXPLANATION_CHARS:
         return None
     return line
 

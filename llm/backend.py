@@ -25,6 +25,9 @@ class Completion:
     usage: Usage = field(default_factory=Usage)
     logprobs: list[TokenLogprob] | None = None
     model: str | None = None
+    # Why the model stopped, as the server says: "stop", "length" (cut at max_tokens), ...
+    # None when the server does not say. Read by llm.answers.read_answer.
+    finish_reason: str | None = None
 
 
 class ChatBackend(Protocol):

@@ -28,6 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from llm.answers import PromptEcho, Truncated, probability, read_answer
 from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
 from llm.errors import UpstreamError
@@ -44,7 +45,7 @@ from scorer.simulators.prompts import (
     run_parallel,
 )
 
-VERSION = "2"  # 2: the description shown as quoted data
+VERSION = "3"  # 2: the description shown as quoted data; 3: echoes of the prompt and cut answers are failures
 MAX_ATTEMPTS = 2  # the first answer and one retry
 TOP_LOGPROBS = 5  # asked for so that P(yes) can be read; dropped for servers that refuse it
 # The offline judge's cut on the offline simulator's 0-10 scale. It predicts 0 where it
@@ -167,14 +168,21 @@ def build_messages(
 
 # -- parsing ------------------------------------------------------------------------
 
-_LINE = re.compile(r"^[\s*`>#-]*(?:text\s*)?(\d+)\s*[:.)\-]\s*(.*)$", re.IGNORECASE)
+# A text number of more than 6 digits is none (and int() refuses thousands of them).
+_LINE = re.compile(r"^[\s*`>#-]*(?:text\s*)?(\d{1,6})\s*[:.)\-]\s*(.*)$", re.IGNORECASE)
+CUT = "the answer was cut at the output limit before this text's line was complete"
 _WORD = re.compile(r"[\s*`\"']*([A-Za-z]+)")
 _TRAILING = re.compile(r"^[\s*`\"'.!]*$")
 MISSING = "the answer had no line for this text"
 
 
-def _parse(text: str, n: int) -> list[tuple[bool | str, int | None]]:
-    """Per text, (answer or why it is unusable, offset of the yes/no word in `text`)."""
+def _parse(text: str, n: int, truncated: bool = False) -> list[tuple[bool | str, int | None]]:
+    """Per text, (answer or why it is unusable, offset of the yes/no word in `text`).
+
+    `truncated`: the answer was cut at the output limit; only lines a line break ended count.
+    """
+    if truncated:
+        text = text[: text.rfind("\n") + 1]
     found: dict[int, tuple[bool | str, int | None]] = {}
     offset = 0
     for line in text.splitlines(keepends=True):
@@ -195,7 +203,8 @@ def _parse(text: str, n: int) -> list[tuple[bool | str, int | None]]:
             found[number] = (verdict == "yes", start + match.start(2) + word.start(1))
         else:
             found[number] = (f"{rest.strip()[:40]!r} is not yes or no", None)
-    return [found.get(k, (MISSING, None)) for k in range(1, n + 1)]
+    missing = CUT if truncated else MISSING
+    return [found.get(k, (missing, None)) for k in range(1, n + 1)]
 
 
 def parse_answer(text: str, n: int) -> list[bool | str]:
@@ -218,9 +227,9 @@ def yes_probability(completion: Completion, offset: int | None) -> float | None:
             for alternative, logprob in item.top:
                 word = alternative.strip().strip("*`\"'.").casefold()
                 if word in mass and logprob is not None and math.isfinite(logprob):
-                    mass[word] += math.exp(logprob)
+                    mass[word] += probability(logprob)  # exp, clamped: a logprob of +800 cannot overflow
             total = mass["yes"] + mass["no"]
-            return mass["yes"] / total if total > 0 else None
+            return mass["yes"] / total if total > 0 and math.isfinite(total) else None
         position = end
     return None
 
@@ -358,7 +367,16 @@ def _ask(
         completion = _chat(backend, messages, model, 8 * n + 16, deadline, options)
     except UpstreamError as exc:
         return _Outcome([_BackendFailure(f"backend error: {exc}")] * n, [None] * n, Usage())
-    parsed = _parse(completion.text, n)
+    echo = PromptEcho.of_messages(messages, exact=(f"Description (quoted): {quote_explanation(condition)}",))
+    read = read_answer(
+        completion,
+        lambda answer: _parse(answer.text, n, answer.truncated),
+        echo=echo,
+        truncated=Truncated.COMPLETE_LINES,
+    )
+    if not read.ok:
+        return _Outcome([read.reason] * n, [None] * n, completion.usage)
+    parsed = read.value
     probabilities = [
         yes_probability(completion, offset) if isinstance(answer, bool) else None
         for answer, offset in parsed

@@ -87,12 +87,14 @@ def chat_body(
     logprobs: list[tuple[str, list[tuple[str, float]]]] | None = None,
     usage: bool = True,
     model: str = "stub-model",
+    finish_reason: str | None = "stop",
 ) -> dict:
-    """A chat completion; `logprobs` as (token, [(alternative, logprob), ...]) pairs."""
+    """A chat completion; `logprobs` as (token, [(alternative, logprob), ...]) pairs;
+    `finish_reason` "length" for an answer cut at max_tokens (see `truncate`)."""
     choice: dict[str, Any] = {
         "index": 0,
         "message": {"role": "assistant", "content": content},
-        "finish_reason": "stop",
+        "finish_reason": finish_reason,
         "logprobs": None,
     }
     if logprobs is not None:
@@ -125,6 +127,34 @@ def chat_body(
             "total_tokens": prompt_tokens + completion_tokens,
         }
     return body
+
+
+def truncate(body: dict, keep: float = 0.5) -> dict:
+    """A chat answer cut as a server cuts one at max_tokens: the first `keep` of its
+    content (and of its logprobs), finish_reason "length"."""
+    choice = body["choices"][0]
+    content = choice["message"]["content"] or ""
+    cut = int(len(content) * keep)
+    choice["message"]["content"] = content[:cut]
+    choice["finish_reason"] = "length"
+    items = (choice.get("logprobs") or {}).get("content")
+    if items:
+        kept, length = [], 0
+        for item in items:
+            if length + len(item["token"]) > cut:
+                break
+            kept.append(item)
+            length += len(item["token"])
+        choice["logprobs"]["content"] = kept
+        choice["message"]["content"] = "".join(i["token"] for i in kept)
+    return body
+
+
+def echo_prompt(request: "StubRequest") -> str:
+    """What a server that echoes its input sends back: every message's content (or the prompt)."""
+    if not request.is_chat:
+        return request.prompt
+    return "\n\n".join(str(m.get("content") or "") for m in request.messages)
 
 
 def completion_body(

@@ -15,6 +15,7 @@ from typing import Any, Protocol, Sequence
 
 import numpy as np
 
+from explainer.parse import visible_text
 from explainer.records import (
     DEFAULT_THRESHOLD,
     DEFAULT_TOP_K,
@@ -26,7 +27,8 @@ from explainer.records import (
     trim_to_window,
 )
 from explainer.styles.base import highlighted_text
-from llm.backend import ChatBackend
+from llm.answers import PromptEcho, Truncated, cut_at_last_line, read_answer
+from llm.backend import ChatBackend, Completion
 from llm.errors import DeadlineExceeded
 from llm.tokens import count_message_tokens
 from llm.usage import Usage
@@ -204,8 +206,26 @@ def parse_hypotheses(text: str | None) -> tuple[list[str], int]:
     return hypotheses, rejected
 
 
+def read_proposal(completion: Completion, messages: list[dict]) -> tuple[list[str], int]:
+    """`parse_hypotheses` through llm.answers.read_answer: an answer cut at the output limit
+    loses its cut item; one that repeats the instructions gives nothing (one rejected)."""
+    system = [m.get("content") or "" for m in messages[:1]]
+    read = read_answer(
+        completion,
+        lambda answer: parse_hypotheses(cut_at_last_line(answer.text) if answer.truncated else answer.text),
+        # The question lists the hypotheses tried so far, which a proposer may well repeat:
+        # only the instructions count as an echo.
+        echo=PromptEcho.of_parts(system, ""),
+        truncated=Truncated.COMPLETE_LINES,
+        what="proposal",
+    )
+    return read.value if read.ok else ([], 1)
+
+
 def clean_hypothesis(raw: str) -> str | None:
-    line = " ".join(raw.split())
+    if len(raw) > 4 * MAX_HYPOTHESIS_CHARS:
+        return None  # a runaway item: refused before any pattern reads it
+    line = " ".join(visible_text(raw).split())
     line = _LABEL.sub("", line).strip()
     if line.startswith("**") and line.endswith("**") and len(line) > 4:
         line = line[2:-2].strip()
@@ -397,5 +417,5 @@ class LLMProposer:
         usage = completion.usage or Usage()
         if usage.llm_calls == 0 and usage.cache_hits == 0:
             usage = usage + Usage(llm_calls=1)
-        hypotheses, rejected = parse_hypotheses(completion.text)
+        hypotheses, rejected = read_proposal(completion, messages)
         return Proposal(hypotheses, rejected, usage, count_message_tokens(messages))

@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 
 import openai
 
-from llm.backend import Completion, TokenLogprob
+from llm.answers import MAX_LOGPROB_ITEMS, as_count, as_finish_reason, as_model, as_text, as_token_logprob
+from llm.backend import Completion
 from llm.backends.capabilities import ALL as ALL_CAPABILITIES
 from llm.errors import BackendUnavailable, DeadlineExceeded, UpstreamError
 from llm.pricing import Prices, estimate_cost
@@ -139,22 +140,27 @@ class OpenAIBackend:
             lambda timeout: self._client.chat.completions.create(**kwargs, timeout=timeout), deadline
         )
         choice = _first_choice(response)
-        text = (choice.message.content if choice.message is not None else None) or ""
+        message = getattr(choice, "message", None)
+        text = as_text(getattr(message, "content", None) if message is not None else None)
         logprobs = None
-        content = getattr(choice.logprobs, "content", None) if choice.logprobs is not None else None
-        if content is not None:
+        content = getattr(getattr(choice, "logprobs", None), "content", None)
+        if isinstance(content, list):
             logprobs = [
-                TokenLogprob(
-                    token=item.token,
-                    logprob=float(item.logprob),
-                    top=tuple((alt.token, float(alt.logprob)) for alt in (item.top_logprobs or ())),
+                as_token_logprob(
+                    getattr(item, "token", None), getattr(item, "logprob", None), getattr(item, "top_logprobs", None)
                 )
-                for item in content
+                for item in content[: MAX_LOGPROB_ITEMS + 1]
             ]
         usage = self._usage(
             response, model, lambda: count_message_tokens(messages), lambda: count_tokens(text)
         )
-        return Completion(text=text, usage=usage, logprobs=logprobs, model=response.model)
+        return Completion(
+            text=text,
+            usage=usage,
+            logprobs=logprobs,
+            model=as_model(getattr(response, "model", None)),
+            finish_reason=as_finish_reason(getattr(choice, "finish_reason", None)),
+        )
 
     def complete(
         self,
@@ -178,27 +184,34 @@ class OpenAIBackend:
             lambda timeout: self._client.completions.create(**kwargs, timeout=timeout), deadline
         )
         choice = _first_choice(response)
-        text = choice.text or ""
+        text = as_text(getattr(choice, "text", None))
         token_logprobs = None
-        lp = choice.logprobs
-        if lp is not None and lp.tokens:
-            values = lp.token_logprobs or []
-            tops = lp.top_logprobs or []
+        lp = getattr(choice, "logprobs", None)
+        tokens = getattr(lp, "tokens", None) if lp is not None else None
+        if isinstance(tokens, list) and tokens:
+            values = getattr(lp, "token_logprobs", None)
+            values = values if isinstance(values, list) else []
+            tops = getattr(lp, "top_logprobs", None)
+            tops = tops if isinstance(tops, list) else []
             token_logprobs = []
-            for i, token in enumerate(lp.tokens):
-                value = values[i] if i < len(values) else None
-                top = tops[i] if i < len(tops) else None
+            # The first prompt token has no logprob (nothing precedes it): NaN, as for any missing one.
+            for i, token in enumerate(tokens[: MAX_LOGPROB_ITEMS + 1]):
                 token_logprobs.append(
-                    TokenLogprob(
-                        token=token,
-                        # The first prompt token has no logprob: nothing precedes it.
-                        logprob=float(value) if value is not None else math.nan,
-                        top=tuple((t, float(v)) for t, v in (top or {}).items()),
+                    as_token_logprob(
+                        token,
+                        values[i] if i < len(values) else None,
+                        tops[i] if i < len(tops) else None,
                     )
                 )
         generated = text[len(prompt):] if echo and text.startswith(prompt) else text
         usage = self._usage(response, model, lambda: count_tokens(prompt), lambda: count_tokens(generated))
-        return Completion(text=text, usage=usage, logprobs=token_logprobs, model=response.model)
+        return Completion(
+            text=text,
+            usage=usage,
+            logprobs=token_logprobs,
+            model=as_model(getattr(response, "model", None)),
+            finish_reason=as_finish_reason(getattr(choice, "finish_reason", None)),
+        )
 
     def embed(self, texts: Any, model: str, deadline: float | None = None) -> Any:
         """The embeddings endpoint: one unit-length float32 row per text (llm.backend.Embeddings).
@@ -227,7 +240,10 @@ class OpenAIBackend:
                 ),
                 deadline,
             )
-            data = sorted(getattr(response, "data", None) or [], key=lambda d: d.index)
+            try:
+                data = sorted(getattr(response, "data", None) or [], key=lambda d: int(d.index))
+            except (TypeError, ValueError, AttributeError, OverflowError):
+                raise UpstreamError(f"the LLM backend at {self.host} returned embeddings of an unusable shape") from None
             if len(data) != len(inputs):
                 raise UpstreamError(
                     f"the LLM backend at {self.host} returned {len(data)} embeddings for {len(inputs)} texts"
@@ -246,7 +262,10 @@ class OpenAIBackend:
         width = len(rows[sent[0]]) if sent else 0
         vectors = np.zeros((len(texts), width), dtype=np.float32)
         for i in sent:
-            row = np.asarray(rows[i], dtype=np.float64)
+            try:
+                row = np.asarray(rows[i], dtype=np.float64)
+            except (TypeError, ValueError, OverflowError):
+                raise UpstreamError(f"the LLM backend at {self.host} returned an unusable embedding") from None
             if row.shape != (width,) or width == 0 or not np.all(np.isfinite(row)):
                 raise UpstreamError(f"the LLM backend at {self.host} returned an unusable embedding")
             norm = np.linalg.norm(row)
@@ -314,8 +333,13 @@ class OpenAIBackend:
             ) from None
         except openai.APIStatusError as exc:
             raise self._status_failure(exc) from None
-        except (openai.OpenAIError, ValueError) as exc:
-            # ValueError: a body that is not JSON, or JSON of the wrong shape.
+        except RecursionError:
+            raise UpstreamError(f"unusable answer from the LLM backend at {self.host}: JSON nested too deeply") from None
+        except (openai.OpenAIError, ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
+            # ValueError: a body that is not JSON, or JSON of the wrong shape (or a number of
+            # more digits than Python converts); OverflowError: an integer too large for the
+            # float the client's models coerce it to; the others: a body whose shape the
+            # client's models do not expect.
             raise UpstreamError(
                 f"unusable answer from the LLM backend at {self.host}: {self._redact(str(exc))[:300]}"
             ) from None
@@ -354,8 +378,9 @@ class OpenAIBackend:
         completion_estimate: Callable[[], int],
     ) -> Usage:
         usage = getattr(response, "usage", None)
-        prompt = getattr(usage, "prompt_tokens", None) if usage is not None else None
-        completion = getattr(usage, "completion_tokens", None) if usage is not None else None
+        # A count the server did not report, or reported as no believable number, is estimated.
+        prompt = as_count(getattr(usage, "prompt_tokens", None)) if usage is not None else None
+        completion = as_count(getattr(usage, "completion_tokens", None)) if usage is not None else None
         estimated = False
         if prompt is None:
             prompt, estimated = _estimate(prompt_estimate), True
@@ -381,7 +406,7 @@ def _estimate(count: Callable[[], int]) -> int:
 
 def _first_choice(response: Any) -> Any:
     choices = getattr(response, "choices", None)
-    if not choices:
+    if not isinstance(choices, list) or not choices:
         raise UpstreamError("the LLM backend returned no choices")
     return choices[0]
 

@@ -9,6 +9,7 @@ generated. OpenAI's API no longer returns prompt logprobs; self-hosted servers
 """
 from __future__ import annotations
 
+from llm.answers import Truncated
 from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
@@ -118,7 +119,11 @@ class AllAtOnceSimulator(LogprobSimulator):
         # Some servers refuse max_tokens=0; one generated token costs next to nothing.
         self.max_tokens = max_tokens
 
-    def _request(self, explanation, tokens, rejection, deadline) -> Completion:
+    # max_tokens is 1: the generated part is always cut ("length"), and the values are
+    # read from the echoed prompt's logprobs, not from anything generated.
+    truncated = Truncated.IGNORE
+
+    def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         # Nothing is generated, so a note to the model cannot help; the retry is
         # for a server that answered oddly once.
         return self.backend.complete(

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from llm.answers import PromptEcho, Truncated, read_answer
 from llm.backend import ChatBackend
 from llm.errors import UpstreamError
 from llm.usage import Usage
@@ -34,6 +35,7 @@ from scorer.simulators.prompts import (
     MAX_OUTPUT_TOKENS,
     QUOTED_NOTE,
     LLMSimulator,
+    ParseError,
     check_deadline,
     numbered_lines,
     parse_activation,
@@ -49,9 +51,34 @@ Each text is shown as its tokens, one per line: the token's index, a tab, the to
 
 Answer with one line per text, in the order given: the text's number, a colon, then index=activation for every token whose activation is above 0, separated by spaces. Leave out the zeros; a text with no active token gets its number and a colon alone. Write nothing else."""
 
-_HEADER = re.compile(r"^\s*(?:text\s*)?(\d+)\s*:(.*)$", re.IGNORECASE)
-_PAIR = re.compile(r"(\d+)\s*[=:]\s*(-?\d+(?:\.\d+)?)")
+# Digit counts are bounded: a text number or token index of thousands of digits is none
+# (and int() refuses it), a value of hundreds of digits is no activation.
+_HEADER = re.compile(r"^\s*(?:text\s*)?(\d{1,6})\s*:(.*)$", re.IGNORECASE)
+_PAIR = re.compile(r"(?<![\d.])(\d{1,7})\s*[=:]\s*(-?\d{1,6}(?:\.\d{1,12})?)(?![\d.])")
 _EMPTY_REST = re.compile(r"^[\s,;]*(?:none|-|\(none\))?[\s,;.]*$", re.IGNORECASE)
+# The question's layout (index, tab, token): an answer that has it echoes the question.
+ECHO_MARKERS = re.compile(r"^[ \t]*\d{1,7}\t", re.MULTILINE)
+CUT = "the answer was cut at the output limit before this text's line was complete"
+
+# Output tokens, as cl100k counts them, of the densest answer: every token listed as `i=10`.
+# A header `N:` and its line break, and per pair a space, the index (a token per three
+# digits), `=` and `10`. Other tokenizers split digits finer: DENSE_MARGIN covers them.
+DENSE_MARGIN = 1.25
+ANSWER_SLACK = 16
+
+
+def dense_answer_tokens(lengths: Sequence[int]) -> int:
+    """The output tokens an answer needs when every token of every text is active."""
+    total = 0
+    for number, n_tokens in enumerate(lengths, start=1):
+        total += 2 + -(-len(str(number)) // 3)
+        total += sum(3 + -(-len(str(i)) // 3) for i in range(n_tokens))
+    return total
+
+
+def output_budget(lengths: Sequence[int]) -> int:
+    """max_tokens that lets a batch with these text lengths be answered however dense."""
+    return int(dense_answer_tokens(lengths) * DENSE_MARGIN) + ANSWER_SLACK
 
 
 def _question(explanation: str, texts: Sequence[Sequence[str]]) -> str:
@@ -87,8 +114,14 @@ def build_messages(
     return messages
 
 
-def parse_answer(text: str, lengths: Sequence[int]) -> list[list[float] | str]:
-    """Per text of the batch, its activations (zeros where unlisted) or why it is unusable."""
+def parse_answer(text: str, lengths: Sequence[int], truncated: bool = False) -> list[list[float] | str]:
+    """Per text of the batch, its activations (zeros where unlisted) or why it is unusable.
+
+    `truncated`: the answer was cut at the output limit. Only lines that a line break
+    ended are read; the text whose line was cut, and those after it, fail.
+    """
+    if truncated:
+        text = text[: text.rfind("\n") + 1]
     found: dict[int, list[float] | str] = {}
     for line in text.splitlines():
         header = _HEADER.match(line.strip().strip("`*"))
@@ -101,7 +134,7 @@ def parse_answer(text: str, lengths: Sequence[int]) -> list[list[float] | str]:
             found[number] = "the answer had two lines for this text"
             continue
         found[number] = _parse_line(header.group(2), lengths[number - 1])
-    missing = "the answer had no line for this text"
+    missing = CUT if truncated else "the answer had no line for this text"
     return [found.get(n, missing) for n in range(1, len(lengths) + 1)]
 
 
@@ -115,7 +148,10 @@ def _parse_line(rest: str, n_tokens: int) -> list[float] | str:
         index = int(pair.group(1))
         if index >= n_tokens:
             return f"token index {index} out of range for {n_tokens} tokens"
-        values[index] = parse_activation(pair.group(2))
+        try:
+            values[index] = parse_activation(pair.group(2))
+        except ParseError as exc:
+            return f"token {index}: {exc}"
     return values
 
 
@@ -127,11 +163,14 @@ class _BackendFailure(str):
 class _Outcome:
     values: list[list[float] | str]
     usage: Usage
+    truncated: bool = False
 
 
 class BatchedSimulator(LLMSimulator):
     name = "batched"
-    version = "2"  # 2: the explanation shown as quoted data
+    # 2: the explanation shown as quoted data; 3: an answer cut at the output limit no longer
+    # reads as zeros (entries cached before might).
+    version = "3"
 
     def __init__(
         self,
@@ -165,12 +204,13 @@ class BatchedSimulator(LLMSimulator):
 
         reasons: dict[int, str] = {}
         rejection: str | None = None
+        budget = 1.0
         for attempt in range(self.max_attempts):
             if not todo:
                 break
             batches = self._batches(todo, texts)
             outcomes = run_parallel(
-                lambda batch: self._ask(explanation, [texts[i] for i in batch], rejection, deadline),
+                lambda batch: self._ask(explanation, [texts[i] for i in batch], rejection, deadline, budget),
                 batches,
                 self.concurrency,
                 deadline,
@@ -191,6 +231,8 @@ class BatchedSimulator(LLMSimulator):
                         reasons.pop(i, None)
             todo = sorted(retry)
             rejection = "; ".join(dict.fromkeys(problems))[:300] if problems else None
+            if any(outcome.truncated for outcome in outcomes):
+                budget *= 2  # an answer was cut at the output limit: give the re-ask more room
 
         failures = [TextFailure(index=i, reason=reasons[i]) for i in sorted(reasons)]
         return SimulationRun(simulations=simulations, failures=failures, usage=usage)
@@ -200,13 +242,18 @@ class BatchedSimulator(LLMSimulator):
         return f"unusable answer after {attempts} attempt{'s' if attempts > 1 else ''}: {reason}"
 
     def _batches(self, indices: list[int], texts: list[list[str]]) -> list[list[int]]:
-        """Texts in order, at most `batch_size` and about `max_batch_tokens` tokens a batch."""
+        """Texts in order, at most `batch_size` and about `max_batch_tokens` tokens a batch,
+        and few enough tokens that the densest answer fits the output cap."""
         batches: list[list[int]] = []
         current: list[int] = []
         size = 0
         for i in indices:
             n = len(texts[i])
-            if current and (len(current) >= self.batch_size or size + n > self.max_batch_tokens):
+            if current and (
+                len(current) >= self.batch_size
+                or size + n > self.max_batch_tokens
+                or output_budget([len(texts[j]) for j in current] + [n]) > self.max_output_tokens
+            ):
                 batches.append(current)
                 current, size = [], 0
             current.append(i)
@@ -221,22 +268,35 @@ class BatchedSimulator(LLMSimulator):
         texts: list[list[str]],
         rejection: str | None,
         deadline: float | None,
+        budget: float = 1.0,
     ) -> _Outcome:
         check_deadline(deadline)
+        lengths = [len(t) for t in texts]
+        messages = build_messages(explanation, texts, rejection)
         try:
             completion = self.backend.chat(
-                build_messages(explanation, texts, rejection),
+                messages,
                 model=self.model,
                 temperature=0.0,
-                # Room for every token active; a normal answer is far shorter.
-                max_tokens=min(
-                    self.max_output_tokens, 4 * sum(len(t) for t in texts) + 10 * len(texts) + 50
-                ),
+                # Room for every token active (sized from the batch); a normal answer is far shorter.
+                max_tokens=min(self.max_output_tokens, int(output_budget(lengths) * budget)),
                 deadline=deadline,
             )
         except UpstreamError as exc:
             # Already retried by the backend: these texts fail, the others go on.
             reason = _BackendFailure(f"backend error: {exc}")
             return _Outcome([reason] * len(texts), Usage())
-        values = parse_answer(completion.text, [len(t) for t in texts])
-        return _Outcome(values, completion.usage)
+        echo = PromptEcho.of_messages(
+            messages,
+            markers=ECHO_MARKERS,
+            exact=(f"Explanation (quoted): {quote_explanation(explanation)}",),
+        )
+        read = read_answer(
+            completion,
+            lambda answer: parse_answer(answer.text, lengths, answer.truncated),
+            echo=echo,
+            truncated=Truncated.COMPLETE_LINES,
+        )
+        values = read.value if read.ok else [read.reason] * len(texts)
+        truncated = read.truncated and any(v == CUT for v in values)
+        return _Outcome(values, completion.usage, truncated)

@@ -15,6 +15,7 @@ import json
 import re
 from typing import Any
 
+from llm.answers import PromptEcho
 from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
@@ -67,18 +68,46 @@ def build_messages(explanation: str, tokens: list[str], rejection: str | None = 
     return messages
 
 
+# Characters an answer may take per token before it is not read: an entry is about 40
+# characters, a long token a few hundred.
+_CHARS_PER_TOKEN = 400
+_MAX_DIGITS = 30  # an integer literal longer than this is no activation
+
+
+def _bounded_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > _MAX_DIGITS:
+        raise ParseError("a number of too many digits to be an activation")
+    return int(literal)
+
+
+def _no_constant(name: str) -> Any:
+    raise ParseError(f"{name} is not a number")
+
+
+def _loads(candidate: str) -> Any:
+    return json.loads(candidate, parse_int=_bounded_int, parse_constant=_no_constant)
+
+
 def parse_answer(text: str, n_tokens: int) -> list[float]:
     """One activation per token, by position; ParseError if the answer does not say that."""
+    if len(text) > _CHARS_PER_TOKEN * n_tokens + 2000:
+        raise ParseError(f"the answer is {len(text)} characters long for {n_tokens} tokens")
     body = _FENCE.sub("", text.strip())
     start, end = body.find("{"), body.rfind("}")
     candidate = body[start : end + 1] if 0 <= start < end else body
     try:
-        data: Any = json.loads(candidate)
-    except ValueError:
         try:
-            data = json.loads(body)
+            data: Any = _loads(candidate)
+        except ParseError:
+            raise
         except ValueError:
-            raise ParseError("the answer is not valid JSON") from None
+            data = _loads(body)
+    except ParseError:
+        raise
+    except RecursionError:
+        raise ParseError("the answer's JSON is nested too deeply") from None
+    except ValueError:
+        raise ParseError("the answer is not valid JSON") from None
     items = data.get("activations") if isinstance(data, dict) else data
     if not isinstance(items, list):
         raise ParseError('the answer has no "activations" list')
@@ -98,16 +127,21 @@ class JsonPerTextSimulator(PerTextSimulator):
     name = "json"
     version = "2"  # 2: the explanation shown as quoted data
 
-    def _request(self, explanation, tokens, rejection, deadline) -> Completion:
+    def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         return self.backend.chat(
             build_messages(explanation, tokens, rejection),
             model=self.model,
             temperature=0.0,
             # An entry costs about 12 tokens; leave room, the limit is not the cost.
-            max_tokens=min(self.max_output_tokens, 16 * len(tokens) + 200),
+            max_tokens=self._output_budget(16 * len(tokens) + 200, budget),
             json_mode=True,
             deadline=deadline,
         )
+
+    def _echo(self, explanation, tokens, rejection) -> PromptEcho:
+        # A model may answer with the whole question object, activations filled in: only
+        # the instructions and the examples count as an echo (the question alone has nulls).
+        return PromptEcho.of_messages(build_messages(explanation, tokens, rejection), question_lines=False)
 
     def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
         return SequenceSimulation(

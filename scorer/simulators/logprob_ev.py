@@ -11,6 +11,7 @@ from __future__ import annotations
 import bisect
 import re
 
+from llm.answers import PromptEcho
 from llm.backend import Completion
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
@@ -33,7 +34,12 @@ The text is shown as its tokens, one per line: the token's index, a tab, the tok
 
 Answer with one line per token, for every token in order: the index, a colon, the activation, like 0:0 then 1:7. Write nothing else."""
 
-_LINE = re.compile(r"^[ \t]*(\d+)[ \t]*[:=][ \t]*(-?\d+(?:\.\d+)?)[ \t]*$", re.MULTILINE)
+# Bounded digit counts: an index of thousands of digits is no index (and int() refuses it).
+_LINE = re.compile(
+    r"^[ \t]*(\d{1,7})[ \t]*[:=][ \t]*(-?\d{1,6}(?:\.\d{1,12})?)[ \t]*$", re.MULTILINE
+)
+# The question's layout (index, tab, token): an answer that has it echoes the question.
+ECHO_MARKERS = re.compile(r"^[ \t]*\d{1,7}\t", re.MULTILINE)
 
 
 def _question(explanation: str, tokens) -> str:
@@ -120,15 +126,18 @@ class LogprobEVSimulator(LogprobSimulator):
     name = "logprob"
     version = "2"  # 2: the explanation shown as quoted data
 
-    def _request(self, explanation, tokens, rejection, deadline) -> Completion:
+    def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         return self.backend.chat(
             build_messages(explanation, tokens, rejection),
             model=self.model,
             temperature=0.0,
-            max_tokens=min(self.max_output_tokens, 6 * len(tokens) + 50),
+            max_tokens=self._output_budget(6 * len(tokens) + 50, budget),
             top_logprobs=self.top_logprobs,
             deadline=deadline,
         )
+
+    def _echo(self, explanation, tokens, rejection) -> PromptEcho:
+        return PromptEcho.of_messages(build_messages(explanation, tokens, rejection), markers=ECHO_MARKERS)
 
     def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
         return parse_answer(completion, tokens)

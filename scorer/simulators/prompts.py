@@ -8,11 +8,13 @@ two or more of them use.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Sequence, TypeVar
 
 from core.parallel import DEADLINE_GRACE, check_deadline, run_parallel  # noqa: F401  (re-exported)
 from core.text import render_token  # noqa: F401  (re-exported)
+from llm.answers import PromptEcho, Truncated, probability, read_answer
 from llm.backend import ChatBackend, Completion
 from llm.cache import NullCache
 from llm.errors import UpstreamError
@@ -130,21 +132,32 @@ def clamp(value: float) -> float:
     return float(min(MAX_ACTIVATION, max(MIN_ACTIVATION, value)))
 
 
+# A number as a model writes an activation: a few digits, maybe a fraction or an exponent.
+_NUMBER = re.compile(r"[+-]?(?:\d{1,9}(?:\.\d{0,12})?|\.\d{1,12})(?:[eE][+-]?\d{1,3})?")
+
+
 def parse_activation(raw: Any) -> float:
-    """A predicted activation from JSON or text, clamped to 0-10; ParseError if it is no number."""
+    """A predicted activation from JSON or text, clamped to 0-10; ParseError if it is no number.
+
+    Bounded: a string of hundreds of digits, an integer too large for a float,
+    "NaN" or "inf" are not numbers here.
+    """
     if isinstance(raw, bool) or raw is None:
         raise ParseError(f"{raw!r} is not a number")
     if isinstance(raw, (int, float)):
-        value = float(raw)
-    elif isinstance(raw, str):
         try:
-            value = float(raw.strip())
-        except ValueError:
-            raise ParseError(f"{raw!r} is not a number") from None
+            value = float(raw)
+        except OverflowError:
+            raise ParseError("a number too large to be an activation") from None
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if len(text) > 40 or not _NUMBER.fullmatch(text):
+            raise ParseError(f"{text[:40]!r} is not a number")
+        value = float(text)
     else:
         raise ParseError(f"{type(raw).__name__} is not a number")
     if not math.isfinite(value):
-        raise ParseError(f"{raw!r} is not a finite number")
+        raise ParseError(f"{str(raw)[:40]!r} is not a finite number")
     return clamp(value)
 
 
@@ -159,20 +172,21 @@ def digit_distribution(
     `prefix` is text the chosen token carries before the number (a space, a tab)
     that the alternatives carry too; alternatives without it are not numbers in
     this slot. Spellings of one value (" 3" and "3") add up. Empty when no
-    alternative is a value.
+    alternative is a value. A logprob above 0 (a probability above 1, which a
+    backend may still write) counts as 0: exp never overflows here.
     """
     mass: dict[int, float] = {}
     for token, logprob in alternatives:
-        if logprob is None or not math.isfinite(logprob):
+        if not isinstance(token, str) or logprob is None or not math.isfinite(logprob):
             continue
         if prefix and not token.startswith(prefix):
             continue
         value = _VALID_DIGITS.get(token[len(prefix):].strip())
         if value is None:
             continue
-        mass[value] = mass.get(value, 0.0) + math.exp(logprob)
+        mass[value] = mass.get(value, 0.0) + probability(logprob)
     total = sum(mass.values())
-    if total <= 0:
+    if not total > 0 or not math.isfinite(total):
         return {}
     return {v: mass[v] / total for v in sorted(mass)}
 
@@ -313,32 +327,58 @@ class PerTextSimulator(LLMSimulator):
                 self.cache.put(keys[i], simulation_to_cache(simulation))
         return SimulationRun(simulations=simulations, failures=failures, usage=usage)
 
+    # How an answer cut at the output limit is taken (llm.answers.Truncated).
+    truncated = Truncated.FAIL
+
     def _simulate_text(
         self, explanation: str, tokens: list[str], deadline: float | None
     ) -> tuple[SequenceSimulation | None, str, Usage]:
         usage = Usage()
         rejection: str | None = None
+        budget = 1.0
         for _ in range(self.max_attempts):
             check_deadline(deadline)
             try:
-                completion = self._request(explanation, tokens, rejection, deadline)
+                completion = self._request(explanation, tokens, rejection, deadline, budget=budget)
             except LogprobsUnsupported:
                 raise
             except UpstreamError as exc:
                 # The backend already retried what was worth retrying.
                 return None, f"backend error: {exc}", usage
             usage = usage + completion.usage
-            try:
-                return self._parse(completion, tokens), "", usage
-            except ParseError as exc:
-                rejection = str(exc)
+            read = read_answer(
+                completion,
+                lambda answer: self._parse(replace(completion, text=answer.text), tokens),
+                echo=self._echo(explanation, tokens, rejection),
+                truncated=self.truncated,
+            )
+            if read.ok:
+                return read.value, "", usage
+            rejection = read.reason
+            if read.truncated:
+                budget *= 2  # cut at the output limit: the next attempt may write more
         attempts = "attempt" if self.max_attempts == 1 else "attempts"
         return None, f"unusable answer after {self.max_attempts} {attempts}: {rejection}", usage
 
+    def _output_budget(self, needed: int, budget: float) -> int:
+        """max_tokens for an answer that needs about `needed` tokens, `budget` times over,
+        within the simulator's cap."""
+        return max(1, min(self.max_output_tokens, int(needed * budget)))
+
     def _request(
-        self, explanation: str, tokens: list[str], rejection: str | None, deadline: float | None
+        self,
+        explanation: str,
+        tokens: list[str],
+        rejection: str | None,
+        deadline: float | None,
+        *,
+        budget: float = 1.0,
     ) -> Completion:
         raise NotImplementedError
+
+    def _echo(self, explanation: str, tokens: list[str], rejection: str | None) -> PromptEcho | None:
+        """What an answer to this text's prompt must not repeat; None: nothing to check."""
+        return None
 
     def _parse(self, completion: Completion, tokens: list[str]) -> SequenceSimulation:
         raise NotImplementedError
