@@ -10,17 +10,17 @@ _ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 def render_token(token: str) -> str:
     """A token as a prompt shows it: one line, unambiguous, the caller's token otherwise untouched.
 
-    Backslashes, line breaks and tabs are escaped, other control characters and the Unicode
-    line and paragraph separators written as `\\xNN` / `\\uNNNN`, so no token can break a
-    line-based layout. `<|endoftext|>` is spelled out: some servers refuse special-token text
-    in a prompt and models read it as the end of their input. Only prompts show this; every
-    response keeps the tokens exactly as sent.
+    Backslashes, line breaks and tabs are escaped, other control characters, the Unicode
+    line and paragraph separators and lone surrogates written as `\\xNN` / `\\uNNNN`, so no
+    token can break a line-based layout or a request's encoding. `<|endoftext|>` is spelled
+    out: some servers refuse special-token text in a prompt and models read it as the end of
+    their input. Only prompts show this; every response keeps the tokens exactly as sent.
     """
     out = []
     for ch in token.replace(_END_OF_TEXT, "<end-of-text>"):
         if ch in _ESCAPES:
             out.append(_ESCAPES[ch])
-        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+        elif unicodedata.category(ch) in ("Cc", "Zl", "Zp", "Cs"):  # Cs: a lone surrogate
             out.append(f"\\x{ord(ch):02x}" if ord(ch) < 0x100 else f"\\u{ord(ch):04x}")
         else:
             out.append(ch)

@@ -34,7 +34,8 @@ def make_key(parts: Mapping[str, Any] | str) -> str:
     canonical = json.dumps(
         parts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    # surrogatepass: a token may hold a lone surrogate ("\ud800" in JSON); it still has one key.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 class Cache(Protocol):

@@ -345,7 +345,7 @@ class LocalEmbedder:
 
     def _run(self, texts: list[str]) -> np.ndarray:
         # One by one: as fast as encode_batch for short inputs, without its thread pool.
-        encodings = [self._tokenizer.encode(t, add_special_tokens=True) for t in texts]
+        encodings = [self._tokenizer.encode(_valid_unicode(t), add_special_tokens=True) for t in texts]
         # Batches of similar length waste little on padding; the masked mean
         # makes each row independent of its batch, so the order is free.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
@@ -377,6 +377,16 @@ def _mean_pool(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:
     pooled = summed / np.maximum(weights.sum(axis=1), 1.0)
     norms = np.linalg.norm(pooled, axis=1, keepdims=True)
     return (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+
+
+def _valid_unicode(text: str) -> str:
+    """The text with any lone surrogate (JSON allows "\ud800") as U+FFFD: the tokenizer takes
+    only valid Unicode."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 class _WordTable:
