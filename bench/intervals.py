@@ -1,6 +1,6 @@
 """What a score's bootstrap interval costs: 20 texts x 64 tokens, 1,000 resamples.
 
-    .venv/bin/python bench/intervals.py [--repeat 200] [--write]
+    .venv/bin/python -m bench.intervals [--repeat 200] [--write]
 
 The true activations are the standard workload's (`bench.workload.standard_request`: 20
 texts of 64 tokens of a GPT-2 small res-jb latent); the simulation is the truth plus seeded
@@ -14,18 +14,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from bench.workload import standard_request
+from scorer import stats
 
-from bench.workload import standard_request  # noqa: E402
-from scorer import stats  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 SECTION = "## Score intervals and comparisons (issue: scores a frontend can trust)"
 TARGET_MS = 5.0
@@ -79,7 +76,7 @@ def main() -> None:
         table = "\n".join(f"| {name} | {wall:.2f} ms | {cpu:.2f} ms |" for name, wall, cpu in results)
         text = (
             f"{SECTION}\n\n"
-            f"`.venv/bin/python bench/intervals.py --repeat {args.repeat} --write` "
+            f"`.venv/bin/python -m bench.intervals --repeat {args.repeat} --write` "
             f"({shape} of the standard workload, {stats.DEFAULT_RESAMPLES} resamples, "
             f"median of {args.repeat} calls after a warm-up)\n\n"
             "| what | wall | CPU |\n|---|---|---|\n"
