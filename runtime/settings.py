@@ -38,6 +38,9 @@ class Settings:
     openai_api_key: str = ""
     openai_base_url: str = ""
 
+    # Error bodies name the backend's host and port only when this is set (logs always do).
+    show_backend_address: bool = False
+
     # Which simulator scores by default ("" = decided by whether an LLM is configured).
     simulator: str = ""
     simulator_model: str = "gpt-4o-mini"

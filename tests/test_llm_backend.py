@@ -181,9 +181,13 @@ def test_a_dropped_connection_is_retried(stub, backend):
 def test_refused_connection_is_backend_unavailable(refused_base_url, make_backend):
     backend = make_backend(refused_base_url)
     started = time.monotonic()
-    with pytest.raises(BackendUnavailable, match="127.0.0.1"):
+    with pytest.raises(BackendUnavailable, match="cannot reach the LLM backend") as refused:
         backend.chat(MESSAGES, model="m")
     assert time.monotonic() - started < 2.0
+    assert "127.0.0.1" not in str(refused.value)  # the address only when the operator opts in
+    shown = make_backend(refused_base_url, show_address=True)
+    with pytest.raises(BackendUnavailable, match="cannot reach the LLM backend at 127.0.0.1:"):
+        shown.chat(MESSAGES, model="m")
 
 
 def test_malformed_body_is_an_upstream_error(stub, backend):

@@ -163,6 +163,22 @@ def test_a_chunked_body_over_the_limit_is_413(make_client):
     assert_error(response, 413, "payload_too_large")
 
 
+@pytest.mark.parametrize("over", [0, 1, 2])
+def test_a_chunked_body_is_judged_like_one_with_a_length(make_client, over):
+    """Exactly MAX_CONTENT_LENGTH bytes pass, chunked or not; one byte more is 413 either way."""
+    raw = json.dumps(body()).encode()
+    client = make_client(max_content_length=len(raw) - over)
+    chunked = client.post(
+        "/score",
+        input_stream=io.BytesIO(raw),
+        content_type="application/json",
+        headers={"Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+    with_length = client.post("/score", data=raw, content_type="application/json")
+    assert chunked.status_code == with_length.status_code == (200 if over == 0 else 413)
+
+
 @pytest.mark.parametrize(
     "raw",
     [
@@ -295,3 +311,16 @@ def test_a_form_post_with_a_secret_field_is_415_not_an_auth_bypass():
     client = locked_client()
     response = client.post("/score", data={"secret": SECRET, "explanation": "x"})
     assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("where", ["X-Secret-Key", "Authorization"])
+def test_a_non_ascii_key_works_in_a_header_as_in_the_body(make_client, where):
+    key = "clé-secrète-密钥"
+    client = make_client(server_key=key)
+    wire = key.encode("utf-8").decode("latin-1")  # how WSGI hands over the header's UTF-8 bytes
+    value = wire if where == "X-Secret-Key" else f"Bearer {wire}"
+    assert client.post("/score", json=body(), headers={where: value}).status_code == 200
+    assert client.post("/score", json={**body(), "secret": key}).status_code == 200
+    wrong = "clé-secrète-密X".encode("utf-8").decode("latin-1")
+    refused = client.post("/score", json=body(), headers={where: wrong if where == "X-Secret-Key" else f"Bearer {wrong}"})
+    assert refused.status_code == 401

@@ -21,16 +21,26 @@ def offered_secrets(headers: Mapping[str, str], body: Callable[[], Any] | None =
     offers = []
     header = headers.get("X-Secret-Key")
     if header:
-        offers.append(header)
+        offers.extend(_as_sent(header))
     authorization = headers.get("Authorization", "")
     if authorization[:7].lower() == "bearer " and authorization[7:].strip():
-        offers.append(authorization[7:].strip())
+        offers.extend(_as_sent(authorization[7:].strip()))
     if body is not None:
         data = body()
         secret = data.get("secret") if isinstance(data, dict) else None
         if isinstance(secret, str) and secret:
             offers.append(secret)
     return offers
+
+
+def _as_sent(header: str) -> list[str]:
+    """A header value as WSGI hands it over (its bytes read as latin-1), and as the client most
+    likely wrote it (those bytes read as UTF-8), so a non-ASCII key works in a header too."""
+    try:
+        utf8 = header.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return [header]
+    return [header] if utf8 == header else [header, utf8]
 
 
 def secret_matches(offers: list[str], key: str) -> bool:

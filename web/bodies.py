@@ -110,9 +110,10 @@ def json_body() -> dict:
     if length is not None and length > limit:
         raise RequestEntityTooLarge()
     raw = request.get_data(cache=True)
-    # A chunked body (no Content-Length) is cut at the limit by werkzeug: one that
-    # reaches it is too large, not a truncated body to parse as malformed JSON.
-    if length is None and len(raw) >= limit:
+    # A chunked body (no Content-Length) is read up to one byte past the limit (the app's
+    # MAX_CONTENT_LENGTH is limit + 1): one that gets there is too large, not a truncated
+    # body to parse as malformed JSON; one of exactly the limit is accepted, as with a length.
+    if length is None and len(raw) > limit:
         raise RequestEntityTooLarge()
     data = parse_json_body(raw)
     if not isinstance(data, dict):

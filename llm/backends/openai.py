@@ -68,6 +68,7 @@ class OpenAIBackend:
         client: Any = None,
         prices: Prices | None = None,
         capabilities: frozenset[str] | None = None,
+        show_address: bool = False,
     ) -> None:
         if not api_key and not base_url:
             raise BackendUnavailable(
@@ -84,6 +85,9 @@ class OpenAIBackend:
         self._prices = prices or {}
         if capabilities:
             self.capabilities = frozenset(capabilities)
+        # What error bodies call the server: its address only when the operator opts in
+        # (SHOW_BACKEND_ADDRESS); the logs always name it.
+        self.label = f"the LLM backend at {self.host}" if show_address else "the LLM backend"
         self._secret = api_key
         self._client = client or openai.OpenAI(
             api_key=api_key or PLACEHOLDER_KEY,
@@ -102,6 +106,7 @@ class OpenAIBackend:
             max_retries=settings.llm_max_retries,
             prices=settings.prices,
             capabilities=settings.llm_capabilities_set,
+            show_address=settings.show_backend_address,
         )
 
     @property
@@ -243,10 +248,10 @@ class OpenAIBackend:
             try:
                 data = sorted(getattr(response, "data", None) or [], key=lambda d: int(d.index))
             except (TypeError, ValueError, AttributeError, OverflowError):
-                raise UpstreamError(f"the LLM backend at {self.host} returned embeddings of an unusable shape") from None
+                raise UpstreamError(f"{self.label} returned embeddings of an unusable shape") from None
             if len(data) != len(inputs):
                 raise UpstreamError(
-                    f"the LLM backend at {self.host} returned {len(data)} embeddings for {len(inputs)} texts"
+                    f"{self.label} returned {len(data)} embeddings for {len(inputs)} texts"
                 )
             for i, item in zip(part, data):
                 rows[i] = item.embedding
@@ -265,9 +270,9 @@ class OpenAIBackend:
             try:
                 row = np.asarray(rows[i], dtype=np.float64)
             except (TypeError, ValueError, OverflowError):
-                raise UpstreamError(f"the LLM backend at {self.host} returned an unusable embedding") from None
+                raise UpstreamError(f"{self.label} returned an unusable embedding") from None
             if row.shape != (width,) or width == 0 or not np.all(np.isfinite(row)):
-                raise UpstreamError(f"the LLM backend at {self.host} returned an unusable embedding")
+                raise UpstreamError(f"{self.label} returned an unusable embedding")
             norm = np.linalg.norm(row)
             vectors[i] = row / norm if norm > 0 else row
         return Embeddings(vectors=vectors, usage=usage, model=served_by)
@@ -314,34 +319,34 @@ class OpenAIBackend:
         except openai.APITimeoutError as exc:
             if deadline is not None and time.monotonic() >= deadline - 0.01:
                 raise DeadlineExceeded(
-                    f"the request's deadline passed while waiting for {self.host}"
+                    f"the request's deadline passed while waiting for {self.label}"
                 ) from None
             if _caused_by_connect(exc):
                 raise _Retryable(
-                    BackendUnavailable(f"cannot connect to the LLM backend at {self.host}: connect timeout")
+                    BackendUnavailable(f"cannot connect to {self.label}: connect timeout")
                 ) from None
             raise _Retryable(
                 UpstreamError(
-                    f"the LLM backend at {self.host} did not answer within {self.read_timeout:g} s"
+                    f"{self.label} did not answer within {self.read_timeout:g} s"
                 )
             ) from None
         except openai.APIConnectionError as exc:
             cause = exc.__cause__
             reason = f"{type(cause).__name__}: {cause}" if cause else str(exc)
             raise _Retryable(
-                BackendUnavailable(f"cannot reach the LLM backend at {self.host} ({self._redact(reason)})")
+                BackendUnavailable(f"cannot reach {self.label} ({self._redact(reason)})")
             ) from None
         except openai.APIStatusError as exc:
             raise self._status_failure(exc) from None
         except RecursionError:
-            raise UpstreamError(f"unusable answer from the LLM backend at {self.host}: JSON nested too deeply") from None
+            raise UpstreamError(f"unusable answer from {self.label}: JSON nested too deeply") from None
         except (openai.OpenAIError, ValueError, TypeError, AttributeError, ArithmeticError, LookupError) as exc:
             # ValueError: a body that is not JSON, or JSON of the wrong shape (or a number of
             # more digits than Python converts); OverflowError: an integer too large for the
             # float the client's models coerce it to; the others: a body whose shape the
             # client's models do not expect.
             raise UpstreamError(
-                f"unusable answer from the LLM backend at {self.host}: {self._redact(str(exc))[:300]}"
+                f"unusable answer from {self.label}: {self._redact(str(exc))[:300]}"
             ) from None
 
     def _status_failure(self, exc: Any) -> Exception:
@@ -349,11 +354,11 @@ class OpenAIBackend:
         if status in (401, 403):
             # The body of an auth error may quote part of the key: leave it out.
             return UpstreamError(
-                f"the LLM backend at {self.host} rejected the credentials (HTTP {status}); "
+                f"{self.label} rejected the credentials (HTTP {status}); "
                 "check OPENAI_API_KEY"
             )
         detail = self._redact(_error_detail(exc))[:300]
-        message = f"the LLM backend at {self.host} answered HTTP {status}" + (f": {detail}" if detail else "")
+        message = f"{self.label} answered HTTP {status}" + (f": {detail}" if detail else "")
         if status == 429 or status >= 500:
             return _Retryable(UpstreamError(message), _retry_after(exc.response.headers))
         return UpstreamError(message)
