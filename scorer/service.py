@@ -11,6 +11,7 @@ from core.names import OFFLINE
 from core.records import ActivationRecord
 from scorer.scorers import SIMULATION
 from scorer.scorers.base import Scorer
+from scorer.scorers.quantiles import correlation_by_bin
 from scorer.scorers.simulation import score_explanation
 from scorer.similarity import explanation_similarity
 from scorer.simulators.base import Simulator, failures_to_dicts
@@ -34,18 +35,24 @@ def score_by_simulation(
         "texts_scored": sum(s is not None for s in result.scored),
         "failures": failures_to_dicts(result.failures),
         "usage": result.usage.to_dict(),
+        "quantiles": correlation_by_bin(result.records, result.predicted()),
     }
 
 
 def score_by_classifier(
     explanation: str, records: Sequence[ActivationRecord], scorer: Scorer, *, deadline: float | None
 ) -> dict:
-    """The /score response for detection, fuzzing or embedding: Neuronpedia's keys, `simulations` empty.
+    """The /score response for a scorer other than simulation: Neuronpedia's keys, `simulations` empty.
+
+A scorer that breaks its result down by activation level (detection, fuzzing) puts
+`quantiles` in its details; the response lifts it beside `score`, where the
+simulation scorer's is.
 
     Raises ScorerInputError when the texts cannot be scored this way (HTTP 400).
     """
     result = scorer.score(explanation, records, deadline=deadline)
     details = dict(result.details)
+    extra = {"quantiles": details.pop("quantiles")} if "quantiles" in details else {}
     return {
         "score": result.score,
         "simulations": [],
@@ -58,6 +65,7 @@ def score_by_classifier(
         "failures": failures_to_dicts(result.failures),
         "usage": result.usage.to_dict(),
         "details": details,
+        **extra,
     }
 
 

@@ -78,18 +78,20 @@ class ScoreRequest(_Authenticated):
     scorer: Literal[SCORER_NAMES] = Field(  # type: ignore[valid-type]
         default="simulation",
         description="simulation (Pearson of simulated activations, the default), detection and "
-        "fuzzing (balanced accuracy of a yes/no judge), embedding (ROC-AUC of embedding similarity)",
+        "fuzzing (balanced accuracy of a yes/no judge), embedding (ROC-AUC of embedding similarity), "
+        "holistic (a judge's 0-4 rubric level for the top texts, / 4), intruder (the share of rounds "
+        "in which a judge finds the non-activating text; rates the latent, ignores the explanation)",
     )
     judge: Literal[JUDGE_NAMES] | None = Field(  # type: ignore[valid-type]
         default=None,
-        description="detection, fuzzing: who answers yes/no, the offline simulator or the LLM; "
+        description="detection, fuzzing, holistic, intruder: who judges, the offline simulator or the LLM; "
         "offline when the server scores offline by default, else openai",
     )
     activation_threshold: FiniteNumber = Field(
         default=0.3,
         gt=0,
         le=1,
-        description="detection, fuzzing, embedding: a text (or token) activates when its max "
+        description="detection, fuzzing, embedding, intruder: a text (or token) activates when its max "
         "activation is at least this fraction of the request's max activation",
     )
     batch_size: JsonInt = Field(default=5, ge=1, le=50, description="detection, fuzzing: texts per LLM prompt")
@@ -99,7 +101,14 @@ class ScoreRequest(_Authenticated):
         lt=1,
         description="fuzzing: the share of activating texts shown with random instead of correct marks",
     )
-    seed: JsonInt = Field(default=0, ge=0, le=2**31 - 1, description="fuzzing: seed of the random marks")
+    seed: JsonInt = Field(
+        default=0, ge=0, le=2**31 - 1, description="fuzzing, intruder: seed of the random marks (and the rounds)"
+    )
+    top_k: JsonInt = Field(default=12, ge=1, le=50, description="holistic: how many top texts the judge reads")
+    rounds: JsonInt = Field(default=10, ge=1, le=50, description="intruder: rounds, one judge call each")
+    activating_per_round: JsonInt = Field(
+        default=4, ge=2, le=10, description="intruder: activating texts shown with the intruder in each round"
+    )
 
 
 class SimilarityRequest(_Authenticated):
