@@ -62,11 +62,13 @@ SYSTEM_PROMPT = (
 
 
 def top_texts(records: Sequence[ActivationRecord], top_k: int) -> list[int]:
-    """The indices of the `top_k` texts with the highest max activation (ties: request order).
+    """The indices of the `top_k` texts with the highest max activation (ties: request order),
+    in request order; only texts with a token to mark (strength `MARK_FROM` or more).
 
     Raises ScorerInputError when no text activates: there is nothing to explain.
     """
-    active = [i for i, r in enumerate(records) if r.max_value > 0]
+    top = request_max(records)
+    active = [i for i, r in enumerate(records) if top > 0 and max(strengths(r, top)) >= MARK_FROM]
     if not active:
         raise ScorerInputError(
             "holistic needs texts on which the neuron activates: no value is above 0; "
