@@ -131,6 +131,16 @@ def test_intruder_options_are_bounded(client, option, value):
     assert_error(response, 400, "invalid_request", option)
 
 
+def test_the_round_options_reach_the_scorer(client):
+    body = strict_json(
+        client.post("/score", json={**ANIMALS, "scorer": "intruder", "rounds": 3, "activating_per_round": 2, "seed": 9})
+    )
+    details = body["details"]
+    assert details["rounds"] == 3 and details["activating_per_round"] == 2 and details["seed"] == 9
+    assert details["chance"] == pytest.approx(1 / 3)
+    assert all(len(r["texts"]) == 3 for r in details["round_details"])
+
+
 def test_too_few_activating_texts_is_a_400(client):
     payload = {**ANIMALS, "activations": [text("a fox ran", {1: 2.0}), text("a table")], "scorer": "intruder"}
     assert_error(client.post("/score", json=payload), 400, "invalid_request", "at least 2 activating texts")
@@ -200,7 +210,9 @@ def test_unreadable_rounds_are_listed_and_left_out_never_wrong(stub_client):
     body = strict_json(client.post("/score", json={**ANIMALS, "scorer": "intruder", "rounds": 10}))
     failed = [r["round"] for r in body["details"]["round_details"] if r["answer"] is None]
     assert failed, "the seeded plan should put the roof text first in some round"
-    assert [f["index"] for f in body["failures"]] == failed
+    # A failed round points at no text (the viewer marks failed texts by index).
+    assert [f["index"] for f in body["failures"]] == [None] * len(failed)
+    assert [f["reason"].split(":")[0] for f in body["failures"]] == [f"round {r}" for r in failed]
     assert all("unusable answer after 2 attempts" in f["reason"] for f in body["failures"])
     assert body["details"]["rounds_answered"] == 10 - len(failed) and body["score"] == 1.0
     assert stub.calls() == 10 + len(failed)  # each unreadable round asked once more, no more

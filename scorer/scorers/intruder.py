@@ -16,8 +16,8 @@ request's explanation is ignored, and the details say so.
 The intruders are the texts below the cut; when there are none, the lowest fifth
 of the texts by max activation stands in (details: `intruder_source`). Rounds,
 texts, order and marks depend only on the records and `seed`. A round whose
-answer is unreadable after one re-ask is listed in `failures` (with the round's
-number as its `index`) and left out, never counted as wrong.
+answer is unreadable after one re-ask is listed in `failures` (its `index` null,
+its reason naming the round) and left out, never counted as wrong.
 
 Offline (`OfflineJudge`: the offline simulator) each text in a round is checked
 against the others: the marked words of the other texts are given to the
@@ -268,7 +268,8 @@ class IntruderScorer:
                 shown[i] += 1
             entry: dict = {"round": r, "texts": list(round_.texts), "intruder": round_.intruder}
             if answer.value is None:
-                failures.append(TextFailure(index=r, reason=f"round {r}: {answer.reason}"))
+                # A round is no text: its failure names the round, and points at no text.
+                failures.append(TextFailure(index=None, reason=f"round {r}: {answer.reason}"))  # type: ignore[arg-type]
                 entry.update(answer=None, correct=None, probability=None)
             else:
                 named = round_.texts[answer.value - 1]
