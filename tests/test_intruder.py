@@ -223,3 +223,52 @@ def test_a_judge_that_never_answers_is_a_502(stub_client):
     response = client.post("/score", json={**ANIMALS, "scorer": "intruder", "rounds": 3})
     assert_error(response, 502, "upstream_error", "every round")
     assert stub.calls() == 6
+
+
+# -- the offline guess with a scripted simulator ----------------------------------------------
+
+
+class WordSimulator:
+    """Predicts 9 on a token whose word the explanation lists, 0 elsewhere; fails on `fail_on` words."""
+
+    name, model = "scripted", None
+
+    def __init__(self, fail_on=()):
+        self.fail_on = set(fail_on)
+        self.explanations = []
+
+    def simulate(self, explanation, texts, *, deadline=None):
+        from llm.usage import Usage
+        from scorer.simulation import SequenceSimulation
+        from scorer.simulators.base import SimulationRun, TextFailure
+
+        self.explanations.append(explanation)
+        words = set(explanation.split(", "))
+        tokens = list(texts[0])
+        if self.fail_on & {t.strip() for t in tokens}:
+            return SimulationRun([None], [TextFailure(0, "scripted")], Usage())
+        values = [9.0 if t.strip() in words else 0.0 for t in tokens]
+        return SimulationRun([SequenceSimulation(tokens, values)], [], Usage())
+
+
+def test_the_offline_guess_checks_each_text_against_the_others_marks():
+    from scorer.scorers.intruder import Round, offline_guess
+
+    records = [
+        ActivationRecord([" a", " fox"], [0, 5]),
+        ActivationRecord([" the", " fox"], [0, 5]),
+        ActivationRecord([" one", " fox"], [0, 5]),
+        ActivationRecord([" big", " table"], [0, 0]),
+    ]
+    round_ = Round(texts=(0, 3, 1, 2), intruder=3, marks=((False, True), (False, True), (False, True), (False, True)))
+    simulator = WordSimulator()
+    position, fits = offline_guess(records, round_, simulator, "0:0", None)
+    assert position == 1 and fits == [9.0, 0.0, 9.0, 9.0]
+    assert simulator.explanations[1] == "fox"  # the others' marked words, once each
+    # Equal fits: the round's seed picks among them, the same way every time.
+    flat = Round(texts=(3, 0), intruder=3, marks=((True, False), (True, False)))
+    guesses = {offline_guess(records, flat, WordSimulator(), f"0:{r}", None)[0] for r in range(20)}
+    assert guesses == {0, 1}
+    assert offline_guess(records, flat, WordSimulator(), "0:3", None) == offline_guess(records, flat, WordSimulator(), "0:3", None)
+    # A text the simulator fails on: no guess (the round is listed as failed, not counted wrong).
+    assert offline_guess(records, round_, WordSimulator(fail_on={"table"}), "0:0", None)[0] is None

@@ -168,11 +168,13 @@ def marked_words(tokens: Sequence[str], marks: Sequence[bool]) -> list[str]:
     return [w for t, m in zip(tokens, marks) if m for w in _WORD.findall(t)]
 
 
-def offline_guess(records, round_: Round, simulator, seed: str, deadline) -> tuple[int, list[float]]:
-    """The position the offline simulator names as the odd one, and each position's fit.
+def offline_guess(records, round_: Round, simulator, seed: str, deadline) -> tuple[int | None, list[float]]:
+    """The position the offline simulator names as the odd one (None when it failed on a
+    text of the round), and each position's fit.
 
     A text's fit is the simulator's mean prediction (0-10) on its marked tokens, given
-    the other texts' marked words as the explanation; the lowest fit is the guess.
+    the other texts' marked words as the explanation; the lowest fit is the guess, and
+    among equal fits the round's seed picks, as a guess would.
     """
     fits = []
     for k, (i, marks) in enumerate(zip(round_.texts, round_.marks)):
@@ -188,9 +190,8 @@ def offline_guess(records, round_: Round, simulator, seed: str, deadline) -> tup
             continue
         run = simulator.simulate(explanation, [records[i].tokens], deadline=deadline)
         simulation = run.simulations[0] if run.simulations else None
-        if simulation is None:
-            fits.append(0.0)
-            continue
+        if run.failures or simulation is None or len(simulation.expected_activations) != len(marks):
+            return None, fits
         predicted = np.asarray(simulation.expected_activations, dtype=np.float64)
         fits.append(float(predicted[np.asarray(marks, dtype=bool)].mean()))
     lowest = min(fits)
@@ -240,7 +241,10 @@ class IntruderScorer:
         answers = []
         for r, round_ in enumerate(rounds):
             position, _ = offline_guess(records, round_, self.judge.simulator, f"{self.seed}:{r}", deadline)
-            answers.append(Answer(value=position + 1))
+            if position is None:
+                answers.append(Answer(value=None, reason="the offline simulator failed on a text of the round"))
+            else:
+                answers.append(Answer(value=position + 1))
         return answers
 
     def score(
