@@ -20,6 +20,14 @@ def test_bins_are_fifths_of_the_request_max():
     assert bin_of(5.0, 0.0) == 0  # no activation anywhere: one bin
 
 
+def test_values_near_the_float_maximum_stay_finite():
+    huge = 1.7e308
+    records = records_with_max(0.0, huge / 2, huge)
+    assert [bin_of(r.max_value, huge) for r in records] == [0, 2, 4]
+    bins = accuracy_by_bin(records, [True, True, False])
+    assert bins[4]["high"] == pytest.approx(huge) and all(b["low"] <= b["high"] for b in bins)
+
+
 def test_accuracy_per_bin_leaves_unanswered_texts_out():
     records = records_with_max(0, 0.5, 3.0, 9.0, 10.0, 9.5)
     correct = [True, False, None, True, False, True]

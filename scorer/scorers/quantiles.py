@@ -25,7 +25,7 @@ def bin_of(max_value: float, top: float, bins: int = BINS) -> int:
     """The bin of a text whose max activation is `max_value`, in a request whose max is `top`."""
     if not top > 0 or not max_value > 0:
         return 0
-    return min(int(bins * max_value / top), bins - 1)
+    return min(int(bins * (max_value / top)), bins - 1)  # the ratio first: no overflow near the float max
 
 
 def _bins(records: Sequence[ActivationRecord], included: Sequence[bool], bins: int) -> tuple[float, list[list[int]]]:
@@ -44,8 +44,8 @@ def _spans(members: Sequence[Sequence[int]]) -> bool:
 def _entry(k: int, bins: int, top: float, indices: Sequence[int]) -> dict:
     return {
         "bin": k,
-        "low": top * k / bins if top > 0 else 0.0,
-        "high": top * (k + 1) / bins if top > 0 else 0.0,
+        "low": top / bins * k if top > 0 else 0.0,
+        "high": top / bins * (k + 1) if top > 0 else 0.0,
         "texts": len(indices),
     }
 
