@@ -202,7 +202,6 @@ def offline_guess(records, round_: Round, simulator, seed: str, deadline) -> tup
 class IntruderScorer:
     name = "intruder"
     metric = METRIC
-    uses_explanation = False
 
     def __init__(
         self,
@@ -221,21 +220,15 @@ class IntruderScorer:
         self.scored_by = scored_by(judge)
 
     def _ask(self, records, rounds: Sequence[Round], deadline) -> list[Answer]:
-        choices = lambda r: tuple(range(1, len(r.texts) + 1))  # noqa: E731
-        return run_parallel(
-            lambda r: ask(
-                self.judge,
-                f"intruder/v{VERSION}",
-                build_messages(records, r),
-                read_choice,
-                choices(r),
-                max_tokens=12,
-                deadline=deadline,
-            ),
-            list(rounds),
-            getattr(self.judge, "concurrency", 8),
-            deadline,
-        )
+        def one(round_: Round) -> Answer:
+            numbers = tuple(range(1, len(round_.texts) + 1))
+            messages = build_messages(records, round_)
+            return ask(
+                self.judge, f"intruder/v{VERSION}", messages, read_choice, numbers, max_tokens=12, deadline=deadline
+            )
+
+        # The rounds are independent: asked in parallel, as many at once as the judge allows.
+        return run_parallel(one, list(rounds), getattr(self.judge, "concurrency", 8), deadline)
 
     def _offline(self, records, rounds: Sequence[Round], deadline) -> list[Answer]:
         answers = []
