@@ -1,4 +1,4 @@
-"""Quality, speed and cost of the scorers: simulation, detection, fuzzing, embedding.
+"""Quality, speed and cost of the scorers: simulation, detection, fuzzing, embedding, holistic, intruder.
 
     python -m bench.scorers                     # (a) puzzles offline, (b) tokens against the stub
     python -m bench.scorers --puzzles           # (a) only
@@ -12,12 +12,17 @@
     scorer cannot score (a 400: one class only) is "n/a" and counts as a miss.
     Time per score (model load excluded, reported apart) and LLM tokens per score.
     With --base-url (or OPENAI_API_KEY / OPENAI_BASE_URL) the LLM judge's
-    detection and fuzzing run too, against that model.
+    detection, fuzzing and holistic run too, against that model.
+    The intruder scorer reads no explanation, so it is reported apart: its
+    accuracy on each puzzle (the latent as written) beside the same puzzle with
+    each sentence's activations moved to seeded random tokens of that sentence
+    (a latent with nothing to share), against chance.
 (b) Cost: the standard Neuronpedia workload (20 texts x 64 tokens of one
     latent, `bench.workload.standard_request`) scored once by each LLM scorer
     against the loopback stub (a keyword oracle; it reports tiktoken cl100k
     counts as usage): LLM calls, prompt and completion tokens per score, beside
-    the simulation scorer's (batched and json simulators). The classifiers need
+    the simulation scorer's (batched and json simulators); holistic (one call)
+    and intruder (one call a round, default 10 rounds) included. The classifiers need
     non-activating texts: the standard request has them for latent 0 (14 of its
     20 texts are below 0.3 x its max); when it has none, the latent's lowest
     texts are added (`with_low_texts`) and the count is printed.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import random
 import statistics
 import sys
 import time
@@ -45,7 +51,7 @@ from llm.errors import LLMError
 from runtime import Runtime
 from runtime.settings import Settings
 from scorer.scorers.base import ScorerInputError, split_classes
-from tests.stub_openai import JudgeResponder, StubOpenAI
+from tests.stub_openai import StubOpenAI, scorer_judges
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -56,7 +62,9 @@ OFFLINE_SCORERS = {
     "detection": {"judge": "offline"},
     "fuzzing": {"judge": "offline"},
     "embedding": {},
+    "holistic": {"judge": "offline"},
 }
+INTRUDER_ROUNDS = 20
 
 
 def records_of(activations: list[dict]) -> list[ActivationRecord]:
@@ -85,7 +93,7 @@ def puzzle_harness(args: argparse.Namespace) -> None:
         llm_runtime = Runtime(
             Settings(openai_api_key=api_key, openai_base_url=base_url, simulator_model=args.model, cache_path="")
         )
-        for name in ("detection", "fuzzing"):
+        for name in ("detection", "fuzzing", "holistic"):
             scorers[f"{name}/llm"] = llm_runtime.scorer(name, {"judge": "openai", "model": args.model})
 
     print(f"(a) puzzles: does the true explanation outscore every false one? (model load {load_ms:.0f} ms, once)")
@@ -141,8 +149,66 @@ def puzzle_harness(args: argparse.Namespace) -> None:
         f"    {'tokens/score':<12}"
         + "".join(f"{tokens[n] / scores_made[n] if scores_made[n] else 0:>16.0f}" for n in scorers)
     )
+    intruders = {"intruder": runtime.scorer("intruder", {"judge": "offline", "rounds": INTRUDER_ROUNDS})}
+    if llm_runtime is not None:
+        intruders["intruder/llm"] = llm_runtime.scorer(
+            "intruder", {"judge": "openai", "model": args.model, "rounds": INTRUDER_ROUNDS}
+        )
+    intruder_harness(all_puzzles, intruders)
     if llm_runtime is not None and llm_runtime.backend is not None:
         llm_runtime.backend.close()
+
+
+def scrambled(records: list[ActivationRecord], seed: int = 0) -> list[ActivationRecord]:
+    """Each sentence's activations moved to random tokens of the same sentence (seeded)."""
+    rng = random.Random(seed)
+    out = []
+    for record in records:
+        values = list(record.values)
+        rng.shuffle(values)
+        out.append(ActivationRecord(list(record.tokens), values))
+    return out
+
+
+def intruder_harness(all_puzzles: dict, scorers: dict) -> None:
+    """The intruder's accuracy on each puzzle as written, and scrambled; no explanation is read."""
+    print()
+    print(f"    intruder ({INTRUDER_ROUNDS} rounds, seed 0; no explanation): accuracy as written / scrambled")
+    print(f"    {'puzzle':<12}" + "".join(f"{name:>22}" for name in scorers) + f"{'chance':>9}")
+    sums = {name: [0.0, 0.0, 0] for name in scorers}
+    times: dict[str, list[float]] = {name: [] for name in scorers}
+    for pname, puzzle in all_puzzles.items():
+        records = records_of(puzzle_records(puzzle))
+        cells, chance = [], None
+        for name, scorer in scorers.items():
+            try:
+                t0 = time.perf_counter()
+                plain = scorer.score(puzzle["explanation"], records, deadline=time.monotonic() + 300)
+                times[name].append(time.perf_counter() - t0)
+                mixed = scorer.score(puzzle["explanation"], scrambled(records), deadline=time.monotonic() + 300)
+            except ScorerInputError:
+                cells.append("n/a")
+                continue
+            except LLMError as exc:
+                cells.append("error")
+                print(f"    ! {name} on {pname}: {type(exc).__name__}: {exc}", file=sys.stderr)
+                continue
+            chance = plain.details["chance"]
+            source = "" if plain.details["intruder_source"] == "non_activating" else "*"
+            sums[name][0] += plain.score
+            sums[name][1] += mixed.score
+            sums[name][2] += 1
+            cells.append(f"{plain.score:.2f} / {mixed.score:.2f}{source}")
+        print(f"    {pname:<12}" + "".join(f"{c:>22}" for c in cells) + f"{'' if chance is None else f'{chance:.2f}':>9}")
+    print(
+        f"    {'mean':<12}"
+        + "".join(
+            f"{f'{a / n:.2f} / {b / n:.2f}' if n else '-':>22}" for a, b, n in sums.values()
+        )
+    )
+    print(f"    {'ms/score p50':<12}" + "".join(
+        f"{statistics.median(times[n]) * 1000 if times[n] else 0:>22.1f}" for n in scorers))
+    print("    * no text below the cut: the lowest fifth of the texts are the intruders")
 
 
 # -- (b) cost on the standard workload --------------------------------------------------------
@@ -179,9 +245,11 @@ def cost(args: argparse.Namespace) -> None:
         "detection": ("detection", {"judge": "openai"}),
         "fuzzing": ("fuzzing", {"judge": "openai"}),
         "embedding/api": ("embedding", {}),
+        "holistic": ("holistic", {"judge": "openai"}),
+        "intruder": ("intruder", {"judge": "openai"}),
     }
     rows = {}
-    with StubOpenAI(JudgeResponder(), delay=args.delay) as stub:
+    with StubOpenAI(scorer_judges(), delay=args.delay) as stub:
         settings = Settings(
             openai_base_url=stub.base_url,
             simulator_model="stub-model",
@@ -223,7 +291,9 @@ def cost(args: argparse.Namespace) -> None:
             f"{base / max(r['total'], 1):>19.1f}{r['judged'] or 0:>7}{per_text:>9.0f}{r['wall'] * 1000:>9.0f}"
             f"{r['failed']:>7}   {fmt(r['score'])} {r['metric']}"
         )
-    print("    (fuzzing judges the activating texts only; embedding tokens are the embeddings endpoint's input)")
+    print("    (fuzzing judges the activating texts only; embedding tokens are the embeddings endpoint's input;")
+    print("     holistic reads the top 12 texts in one call; intruder: 10 rounds of 5 texts, one call each;")
+    print("     texts = texts the score rests on)")
 
 
 def main() -> None:

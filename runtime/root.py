@@ -158,7 +158,8 @@ class Runtime:
         """The scorer `name` around its simulator, judge or embedder.
 
         Options (each optional): simulator, model, judge, activation_threshold,
-        batch_size, random_fraction, seed; a scorer ignores those it has no use for.
+        batch_size, random_fraction, seed, top_k, rounds, activating_per_round; a
+        scorer takes those its spec names and ignores the rest.
         """
         options = options or {}
         spec = scorer_spec(name)

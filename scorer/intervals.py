@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from scorer import stats
+from scorer.errors import ScorerInputError
 from scorer.stats import ArrayLike, IntervalResult, NoInterval
 
 
@@ -81,7 +82,7 @@ def score_interval(
 # -- paired comparisons of classifier scorers ------------------------------------------------
 
 # Per scorer: whether a per-text entry was answered, and its (label, value) for the statistic.
-_ANSWERED = {
+COMPARABLE = _ANSWERED = {
     "detection": lambda t: t.get("answer") is not None,
     "fuzzing": lambda t: t.get("marking") is not None and t.get("answer") is not None,
     "embedding": lambda t: t.get("similarity") is not None,
@@ -99,13 +100,20 @@ def _statistic(scorer: str, entries: Sequence[Mapping]):
     return lambda counts: stats.resampled_auc(wins, pos, neg, counts)
 
 
+def comparable_message(scorer: str) -> str:
+    return (
+        f"explanations scored by {scorer} cannot be compared text by text; "
+        f"/compare takes the simulation, {', '.join(_ANSWERED)} scorers"
+    )
+
+
 def paired_statistic(scorer: str, per_texts: Sequence[Sequence[Mapping]]):
     """For `paired_bootstrap_statistic`: each explanation's score on the texts every explanation
     has an answer for, its statistic over resample counts, and how many such texts there are.
     ValueError for a scorer with no per-text statistic."""
     answered = _ANSWERED.get(scorer)
     if answered is None:
-        raise ValueError(f"explanations scored by {scorer} cannot be compared text by text")
+        raise ScorerInputError(comparable_message(scorer))
     n = min(len(p) for p in per_texts)
     common = [i for i in range(n) if all(answered(p[i]) for p in per_texts)]
     statistics = [_statistic(scorer, [p[i] for i in common]) for p in per_texts]

@@ -223,9 +223,14 @@ def yes_probability(completion: Completion, offset: int | None) -> float | None:
         if position <= offset < end:
             if item.token[offset - position :].strip()[:1].casefold() not in ("y", "n"):
                 return None  # the word does not start in this token: alternatives are not answers
+            # A token that carries text before the word (": yes") has alternatives that carry it too.
+            head = item.token[: offset - position].strip()
             mass = {"yes": 0.0, "no": 0.0}
             for alternative, logprob in item.top:
-                word = alternative.strip().strip("*`\"'.").casefold()
+                rest = alternative.strip()
+                if head and not rest.startswith(head):
+                    continue
+                word = rest[len(head):].strip().strip("*`\"'.").casefold()
                 if word in mass and logprob is not None and math.isfinite(logprob):
                     mass[word] += probability(logprob)  # exp, clamped: a logprob of +800 cannot overflow
             total = mass["yes"] + mass["no"]

@@ -11,9 +11,11 @@ from typing import Any, Sequence
 from core.names import OFFLINE
 from core.records import ActivationRecord
 from scorer import math
+from scorer.errors import ScorerInputError
 from scorer.intervals import score_interval
 from scorer.scorers import SIMULATION
 from scorer.scorers.base import Scorer, ScorerResult
+from scorer.scorers.quantiles import correlation_by_bin
 from scorer.scorers.simulation import SimulationScore, score_explanation
 from scorer.similarity import explanation_similarity
 from scorer.simulators.base import Simulator, failures_to_dicts
@@ -61,6 +63,7 @@ def simulation_payload(result: SimulationScore, simulator: Simulator, *, n_top: 
         ),
         "failures": failures_to_dicts(result.failures),
         "usage": result.usage.to_dict(),
+        "quantiles": correlation_by_bin(result.records, result.predicted()),
     }
     if with_groups:
         groups = [TOP] * n_top + [RANDOM] * (len(result.scored) - n_top)
@@ -91,7 +94,11 @@ def score_by_classifier(
 
 
 def classifier_payload(result: ScorerResult, scorer: Scorer) -> dict:
+    """A scorer that breaks its result down by activation level (detection, fuzzing) puts
+    `quantiles` in its details; the response lifts it beside `score`, where the simulation
+    scorer's is."""
     details = dict(result.details)
+    extra = {"quantiles": details.pop("quantiles")} if "quantiles" in details else {}
     return {
         "score": result.score,
         "simulations": [],
@@ -105,6 +112,7 @@ def classifier_payload(result: ScorerResult, scorer: Scorer) -> dict:
         "failures": failures_to_dicts(result.failures),
         "usage": result.usage.to_dict(),
         "details": details,
+        **extra,
     }
 
 
@@ -166,8 +174,10 @@ def compare_by_classifier(
 ) -> dict:
     """As compare_by_simulation, for a classifier scorer: its score recomputed on resamples of
     the texts every explanation has an answer for."""
-    from scorer.intervals import paired_statistic
+    from scorer.intervals import COMPARABLE, comparable_message, paired_statistic
 
+    if scorer.name not in COMPARABLE:  # before any LLM call
+        raise ScorerInputError(comparable_message(scorer.name))
     results = [scorer.score(e, records, deadline=deadline) for e in explanations]
     points, statistics, n_items = paired_statistic(scorer.name, [r.per_text for r in results])
     comparison = paired_bootstrap_statistic(points, statistics, n_items)

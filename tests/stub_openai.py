@@ -451,6 +451,102 @@ class JudgeResponder:
         return chat_body(request, "".join(t for t, _ in pieces), logprobs=pieces)
 
 
+def _marked_words(text: str) -> list[str]:
+    return [w for span in re.findall(r"<<(.*?)>>", text) for w in re.findall(r"[A-Za-z0-9]+", span)]
+
+
+def _number_reply(
+    request: StubRequest, label: str, value: int, other: int, confidence: float, logprobs: bool
+) -> dict:
+    """`label: value`, with top logprobs (value `confidence`, `other` the rest) when asked for and allowed."""
+    if not (logprobs and request.body.get("logprobs")):
+        return chat_body(request, f"{label}: {value}")
+    top = [(f" {value}", math.log(confidence))]
+    if confidence < 1:
+        top.append((f" {other}", math.log(1 - confidence)))
+    pieces = [(label, [(label, -0.01)]), (":", [(":", -0.01)]), (f" {value}", top + [(" the", math.log(1e-6))])]
+    return chat_body(request, "".join(t for t, _ in pieces), logprobs=pieces)
+
+
+class HolisticResponder:
+    """Answers the holistic scorer's rubric prompt (scorer/scorers/holistic.py) with the keyword oracle.
+
+    The level follows the rubric's counts: the share of texts with a marked word the
+    oracle lights (0 none, 1 under half, 2 under four fifths, 3 not all, 4 all).
+    With logprobs asked for (and `logprobs`), the level's digit carries `confidence`
+    and the level below (or 1 for 0) the rest. Other requests go to `fallback`.
+    """
+
+    def __init__(self, oracle=keyword_oracle, *, confidence: float = 0.9, logprobs: bool = True, fallback=None):
+        self.oracle = oracle
+        self.confidence = confidence
+        self.logprobs = logprobs
+        self.fallback = fallback or JudgeResponder(oracle)
+
+    @staticmethod
+    def is_prompt(request: StubRequest) -> bool:
+        return request.is_chat and bool(request.messages) and str(
+            request.messages[0].get("content", "")
+        ).startswith("You rate how well an explanation")
+
+    def level(self, request: StubRequest) -> int:
+        question = request.last_user_message
+        explanation = question.split("\n", 1)[0][len("Explanation: "):]
+        texts = re.findall(r"^Text \d+: (.*)$", question, re.MULTILINE)
+        lit = sum(1 for t in texts if any(v > 0 for v in self.oracle(explanation, _marked_words(t))))
+        share = lit / len(texts) if texts else 0.0
+        return 0 if lit == 0 else 1 if share < 0.5 else 2 if share < 0.8 else 3 if share < 1 else 4
+
+    def __call__(self, request: StubRequest) -> Any:
+        if not self.is_prompt(request):
+            return self.fallback(request)
+        level = self.level(request)
+        return _number_reply(request, "Level", level, level - 1 if level else 1, self.confidence, self.logprobs)
+
+
+class IntruderResponder:
+    """Answers the intruder scorer's prompt (scorer/scorers/intruder.py) with no explanation:
+    the odd one is the text whose marked words (plural-insensitive) occur least among the
+    other texts' marked words; ties go to the lowest number. Logprobs as HolisticResponder's,
+    the rest on the next text. Other requests go to `fallback`.
+    """
+
+    def __init__(self, *, confidence: float = 0.9, logprobs: bool = True, fallback=None):
+        self.confidence = confidence
+        self.logprobs = logprobs
+        self.fallback = fallback or JudgeResponder()
+
+    @staticmethod
+    def is_prompt(request: StubRequest) -> bool:
+        return request.is_chat and bool(request.messages) and str(
+            request.messages[0].get("content", "")
+        ).startswith("You find the odd one out")
+
+    @staticmethod
+    def odd_one(request: StubRequest) -> tuple[int, int]:
+        """The odd text's number, and the number of texts."""
+        texts = re.findall(r"^Text \d+: (.*)$", request.last_user_message, re.MULTILINE)
+        words = [{_stem(w.lower()) for w in _marked_words(t)} for t in texts]
+        shared = [sum(1 for w in mine if any(w in other for j, other in enumerate(words) if j != k))
+                  for k, mine in enumerate(words)]
+        return 1 + min(range(len(texts)), key=lambda k: shared[k]), len(texts)
+
+    def __call__(self, request: StubRequest) -> Any:
+        if not self.is_prompt(request):
+            return self.fallback(request)
+        odd, n = self.odd_one(request)
+        return _number_reply(request, "Odd one", odd, odd % n + 1, self.confidence, self.logprobs)
+
+
+def scorer_judges(*, confidence: float = 0.9, logprobs: bool = True) -> Handler:
+    """One handler for every judge prompt: intruder, holistic, yes/no; then simulation and embeddings."""
+    return IntruderResponder(
+        confidence=confidence,
+        logprobs=logprobs,
+        fallback=HolisticResponder(confidence=confidence, logprobs=logprobs, fallback=JudgeResponder(confidence=confidence)),
+    )
+
+
 def _as_int(value: float) -> int | float:
     """Whole values written as integers, as a model would."""
     return int(value) if float(value).is_integer() else float(value)

@@ -180,9 +180,36 @@ def test_detection_with_the_llm_batches_five_texts_a_call(llm_client, stub):
     assert body["offline"] is False and body["score"] == 1.0
     assert [t["answer"] for t in body["texts"]] == ACTIVATING
     assert all(t["probability"] == pytest.approx(0.9 if a else 0.1) for t, a in zip(body["texts"], ACTIVATING))
-    assert body["details"]["auc_from_probabilities"] == 1.0
+    assert body["details"]["auc"] == 1.0 and body["details"]["balanced_accuracy"] == body["score"]
     assert body["usage"]["llm_calls"] == 2 and body["usage"]["prompt_tokens"] > 0
     assert API_KEY not in response.get_data(as_text=True)
+
+
+def test_fuzzing_reads_p_yes_and_its_auc_from_logprobs(llm_client, stub):
+    body = strict_json(llm_client().post("/score", json={**ANIMALS, "scorer": "fuzzing"}))
+    judged = [t for t in body["texts"] if t["marking"] is not None]
+    assert all(t["probability"] == pytest.approx(0.9 if t["answer"] else 0.1) for t in judged)
+    assert body["details"]["auc"] == 1.0 and body["details"]["balanced_accuracy"] == 1.0
+    for entry in body["quantiles"]:
+        inside = [t["probability"] for t in judged if entry["low"] <= t["max_activation"] < entry["high"] or (
+            entry["bin"] == 4 and t["max_activation"] == entry["high"])]
+        assert entry["texts"] == len(inside)
+        assert entry["mean_probability"] == (pytest.approx(sum(inside) / len(inside)) if inside else None)
+
+
+@pytest.mark.parametrize("scorer", ["detection", "fuzzing"])
+def test_without_logprobs_there_is_no_auc_and_no_probability(make_client, scorer):
+    responder = JudgeResponder()
+
+    def no_logprobs(request):  # a server that ignores the request for logprobs
+        request.body.pop("logprobs", None)
+        return responder(request)
+
+    with StubOpenAI(no_logprobs) as server:
+        client = make_client(openai_base_url=server.base_url, request_timeout=10.0, llm_max_retries=0)
+        body = strict_json(client.post("/score", json={**ANIMALS, "scorer": scorer}))
+    assert body["score"] == 1.0 and body["details"]["auc"] is None
+    assert all(t["probability"] is None for t in body["texts"])
 
 
 def test_batch_size_is_a_request_option(llm_client, stub):
@@ -353,12 +380,15 @@ def test_similarity_limits_and_auth(make_client):
 
 def test_health_and_openapi_list_the_scorers(client):
     health = strict_json(client.get("/health"))
-    assert health["scorers"]["available"] == ["simulation", "detection", "fuzzing", "embedding"]
+    names = ["simulation", "detection", "fuzzing", "embedding", "holistic", "intruder"]
+    assert health["scorers"]["available"] == names
     assert health["scorers"]["default_judge"] == "offline" and health["scorers"]["embedding_backend"] == "local"
     doc = strict_json(client.get("/openapi.json"))
     assert "/similarity" in doc["paths"]
     score = doc["components"]["schemas"]["ScoreRequest"]["properties"]
-    assert score["scorer"]["enum"] == ["simulation", "detection", "fuzzing", "embedding"]
+    assert score["scorer"]["enum"] == names
+    assert score["top_k"]["maximum"] == 50 and score["rounds"]["minimum"] == 1
+    assert score["activating_per_round"]["minimum"] == 2
     assert "SimilarityRequest" in doc["components"]["schemas"]
 
 

@@ -13,10 +13,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstr
 from core.records import ActivationRecord
 from explainer.search import service as search
 from explainer.styles import DEFAULT_STYLE, STYLES
-from scorer.scorers import JUDGE_NAMES, SCORER_NAMES
+from scorer.intervals import COMPARABLE
+from scorer.scorers import JUDGE_NAMES, SCORER_NAMES, SIMULATION
 from scorer.simulators import SIMULATOR_NAMES
 
 STYLE_NAMES = tuple(STYLES)
+COMPARE_SCORERS = (SIMULATION, *COMPARABLE)
 
 # -- request models ---------------------------------------------------------
 
@@ -84,18 +86,20 @@ class _ScoringOptions(_Authenticated):
     scorer: Literal[SCORER_NAMES] = Field(  # type: ignore[valid-type]
         default="simulation",
         description="simulation (Pearson of simulated activations, the default), detection and "
-        "fuzzing (balanced accuracy of a yes/no judge), embedding (ROC-AUC of embedding similarity)",
+        "fuzzing (balanced accuracy of a yes/no judge), embedding (ROC-AUC of embedding similarity), "
+        "holistic (a judge's 0-4 rubric level for the top texts, / 4), intruder (the share of rounds "
+        "in which a judge finds the non-activating text; rates the latent, ignores the explanation)",
     )
     judge: Literal[JUDGE_NAMES] | None = Field(  # type: ignore[valid-type]
         default=None,
-        description="detection, fuzzing: who answers yes/no, the offline simulator or the LLM; "
+        description="detection, fuzzing, holistic, intruder: who judges, the offline simulator or the LLM; "
         "offline when the server scores offline by default, else openai",
     )
     activation_threshold: FiniteNumber = Field(
         default=0.3,
         gt=0,
         le=1,
-        description="detection, fuzzing, embedding: a text (or token) activates when its max "
+        description="detection, fuzzing, embedding, intruder: a text (or token) activates when its max "
         "activation is at least this fraction of the request's max activation",
     )
     batch_size: JsonInt = Field(default=5, ge=1, le=50, description="detection, fuzzing: texts per LLM prompt")
@@ -105,7 +109,14 @@ class _ScoringOptions(_Authenticated):
         lt=1,
         description="fuzzing: the share of activating texts shown with random instead of correct marks",
     )
-    seed: JsonInt = Field(default=0, ge=0, le=2**31 - 1, description="fuzzing: seed of the random marks")
+    seed: JsonInt = Field(
+        default=0, ge=0, le=2**31 - 1, description="fuzzing, intruder: seed of the random marks (and the rounds)"
+    )
+    top_k: JsonInt = Field(default=12, ge=1, le=50, description="holistic: how many top texts the judge reads")
+    rounds: JsonInt = Field(default=10, ge=1, le=50, description="intruder: rounds, one judge call each")
+    activating_per_round: JsonInt = Field(
+        default=4, ge=2, le=10, description="intruder: activating texts shown with the intruder in each round"
+    )
 
 
 class ScoreRequest(_ScoringOptions):
@@ -113,6 +124,10 @@ class ScoreRequest(_ScoringOptions):
 
 
 class CompareRequest(_ScoringOptions):
+    scorer: Literal[COMPARE_SCORERS] = Field(  # type: ignore[valid-type]
+        default="simulation",
+        description="The scorers whose score can be resampled text by text: simulation, detection, fuzzing, embedding",
+    )
     explanations: list[Explanation] = Field(
         min_length=2, max_length=10, description="The explanations to score on the same texts and compare"
     )

@@ -43,6 +43,10 @@ SCORERS: dict[str, ScorerSpec] = {
         "fuzzing", "FuzzingScorer", JUDGE, ("activation_threshold", "random_fraction", "seed")
     ),
     "embedding": ScorerSpec("embedding", "EmbeddingScorer", EMBEDDER, ("activation_threshold",)),
+    "holistic": ScorerSpec("holistic", "HolisticScorer", JUDGE, ("top_k",)),
+    "intruder": ScorerSpec(
+        "intruder", "IntruderScorer", JUDGE, ("activation_threshold", "rounds", "activating_per_round", "seed")
+    ),
 }
 
 SCORER_NAMES: tuple[str, ...] = tuple(SCORERS)

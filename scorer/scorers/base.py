@@ -29,8 +29,8 @@ class ScorerResult:
 
 
 class Scorer(Protocol):
-    name: str  # registry name: "simulation", "detection", "fuzzing", "embedding"
-    metric: str  # "pearson", "balanced_accuracy", "auc"
+    name: str  # registry name: "simulation", "detection", "fuzzing", "embedding", "holistic", "intruder"
+    metric: str  # "pearson", "balanced_accuracy", "auc", "rubric_level", "intruder_accuracy"
     # What scored: {"name": backend or simulator, "model": ..., "offline": bool}.
     scored_by: dict
 

@@ -7,6 +7,13 @@ the score is the balanced accuracy of its answers (the mean of the true-positive
 and true-negative rates), so that a judge answering "yes" to everything scores
 0.5 whatever the mix of texts. Texts without a usable answer are left out and
 listed.
+
+Where the backend returns top logprobs, the judge's P(yes) per text is in
+`texts` and the ROC-AUC of those probabilities against the labels is `auc` in
+the details, beside `balanced_accuracy` (the score): the AUC credits a judge that
+is unsure in the right direction, the accuracy only its final word. When the
+texts span activation levels, `quantiles` gives the accuracy per bin of max
+activation (`quantiles.py`).
 """
 from __future__ import annotations
 
@@ -15,6 +22,7 @@ from typing import Sequence
 from core.records import ActivationRecord
 from scorer import math
 from scorer.scorers.base import ScorerResult, class_details, judged_accuracy, scored_by, split_classes
+from scorer.scorers.quantiles import accuracy_by_bin
 
 METRIC = "balanced_accuracy"
 DEFAULT_ACTIVATION_THRESHOLD = 0.3
@@ -68,18 +76,18 @@ class DetectionScorer:
         labels, cut = split_classes(records, self.activation_threshold, self.name)
         run = self.judge(explanation, [r.tokens for r in records], deadline=deadline)
         score, texts_scored = judged_accuracy(self.name, labels, run.answers, run.failures)
+        probabilities = run.probabilities or [None] * len(records)
+        correct = [None if a is None else a == y for y, a in zip(labels, run.answers)]
         per_text = [
             {
                 "index": i,
                 "label": label_name(y),
                 "max_activation": float(r.max_value),
                 "answer": a,
-                "correct": None if a is None else a == y,
+                "correct": c,
                 "probability": p,
             }
-            for i, (r, y, a, p) in enumerate(
-                zip(records, labels, run.answers, run.probabilities or [None] * len(records))
-            )
+            for i, (r, y, a, c, p) in enumerate(zip(records, labels, run.answers, correct, probabilities))
         ]
         return ScorerResult(
             score=score,
@@ -91,6 +99,8 @@ class DetectionScorer:
                 **class_details(self.activation_threshold, cut, labels),
                 "texts_scored": texts_scored,
                 **classification_details(labels, run.answers),
-                "auc_from_probabilities": probability_auc(labels, run.answers, run.probabilities),
+                "balanced_accuracy": score,
+                "auc": probability_auc(labels, run.answers, run.probabilities),
+                "quantiles": accuracy_by_bin(records, correct, probabilities=probabilities),
             },
         )

@@ -9,6 +9,11 @@ the marks fit the explanation; the score is the balanced accuracy of telling
 correct from random marks. The marks depend on the records and the seed only,
 never on the explanation, so that explanations of one neuron are judged on the
 same marked texts.
+
+As in detection, the judge's P(yes) (from top logprobs) is in `texts`, their
+ROC-AUC for telling correct from random marks is `auc` in the details, and
+`quantiles` gives the accuracy per bin of max activation when the judged texts
+span several.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from typing import Sequence
 
 from core.records import ActivationRecord
 from scorer.scorers.base import ScorerInputError, ScorerResult, judged_accuracy, request_max, scored_by
-from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, classification_details
+from scorer.scorers.detection import DEFAULT_ACTIVATION_THRESHOLD, classification_details, probability_auc
+from scorer.scorers.quantiles import accuracy_by_bin
 from scorer.simulators.base import TextFailure
 
 METRIC = "balanced_accuracy"
@@ -108,6 +114,7 @@ class FuzzingScorer:
         probabilities = run.probabilities or [None] * len(judged)
         by_text = {i: (a, p) for i, a, p in zip(judged, run.answers, probabilities)}
         per_text = []
+        correct: list[bool | None] = [None] * len(records)
         for i, record in enumerate(records):
             entry: dict = {"index": i, "max_activation": float(record.max_value)}
             if i not in plan:
@@ -115,12 +122,13 @@ class FuzzingScorer:
             else:
                 kind, marks = plan[i]
                 answer, p = by_text[i]
+                correct[i] = None if answer is None else answer == (kind == CORRECT)
                 entry.update(
                     label="activating",
                     marking=kind,
                     marked=[j for j, m in enumerate(marks) if m],
                     answer=answer,
-                    correct=None if answer is None else answer == (kind == CORRECT),
+                    correct=correct[i],
                     probability=p,
                 )
             per_text.append(entry)
@@ -139,5 +147,13 @@ class FuzzingScorer:
                 "randomly_marked_texts": len(labels) - sum(labels),
                 "texts_scored": texts_scored,
                 **classification_details(labels, run.answers),
+                "balanced_accuracy": score,
+                "auc": probability_auc(labels, run.answers, run.probabilities),
+                "quantiles": accuracy_by_bin(
+                    records,
+                    correct,
+                    judged=[i in plan for i in range(len(records))],
+                    probabilities=[by_text[i][1] if i in plan else None for i in range(len(records))],
+                ),
             },
         )

@@ -10,6 +10,7 @@ from core.records import ActivationRecord
 from llm.errors import UpstreamError
 from llm.usage import Usage
 from scorer import math
+from scorer.scorers.quantiles import correlation_by_bin
 from scorer.simulation import ScoredSequenceSimulation, SequenceSimulation
 from scorer.simulators.base import Simulator, TextFailure
 
@@ -25,6 +26,10 @@ class SimulationScore:
     failures: list[TextFailure] = field(default_factory=list)
     usage: Usage = field(default_factory=Usage)
     metric: str = METRIC
+
+    def predicted(self) -> list[list[float] | None]:
+        """Per text its simulated activations, None where it failed."""
+        return [None if s is None else list(s.simulation.expected_activations) for s in self.scored]
 
     def simulations_to_dicts(self) -> list[dict]:
         out = []
@@ -146,5 +151,8 @@ class SimulationScorer:
             per_text=per_text,
             failures=result.failures,
             usage=result.usage,
-            details={"texts_scored": sum(s is not None for s in result.scored)},
+            details={
+                "texts_scored": sum(s is not None for s in result.scored),
+                "quantiles": correlation_by_bin(result.records, result.predicted()),
+            },
         )

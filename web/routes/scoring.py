@@ -12,8 +12,11 @@ from web.models import CompareRequest, ScoreRequest, SimilarityRequest, records
 
 bp = Blueprint("scoring", __name__)
 
-# The request's options that a classifier scorer (detection, fuzzing, embedding) may take.
-_SCORER_OPTIONS = ("model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed")
+# The request's options that a scorer other than simulation may take; each takes those it knows.
+_SCORER_OPTIONS = (
+    "model", "judge", "activation_threshold", "batch_size", "random_fraction", "seed",
+    "top_k", "rounds", "activating_per_round",
+)
 
 
 def guarded(where: str, explanation: str) -> str:
