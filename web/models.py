@@ -36,7 +36,8 @@ JsonInt = Annotated[int, BeforeValidator(_no_bool_or_string)]
 # Not `JsonInt | None`: pydantic would then publish the field's bounds as "ge"/"le", not JSON Schema's.
 OptionalJsonInt = Annotated[int | None, BeforeValidator(_no_bool_or_string)]
 JsonBool = Annotated[bool, Field(strict=True)]  # true or false; not "yes", 1 or "true"
-Explanation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1)]
+# Not blank: the pattern tells the published schema what the stripping tells the server.
+Explanation = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, pattern=r"\S")]
 
 
 class ActivationText(BaseModel):
