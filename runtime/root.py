@@ -125,6 +125,7 @@ class Runtime:
                 backend=backend,
                 cache=self.cache,
                 concurrency=self.settings.llm_concurrency,
+                batch_tokens=self.settings.simulator_batch_tokens or None,
             )
         )
 

@@ -245,6 +245,17 @@ def _numbered_tokens(block: str) -> list[str]:
     return tokens
 
 
+def is_compact_prompt(question: str) -> bool:
+    """The compact simulator's question: texts on lines `Text N: ...`, the explanation last."""
+    return bool(re.match(r"Text 1: ", question)) and bool(re.search(r"^Explanation: ", question, re.M))
+
+
+def compact_tokens(shown: str) -> list[str]:
+    """A compact text line read back into tokens as a model would see them: cut at spaces,
+    at `|` and around written line breaks (the stand-in model does not know the real tokens)."""
+    return [p for p in re.split(r" +|\||(\\[ntr])", shown) if p]
+
+
 def _explanation_in(text: str) -> str:
     matches = re.findall(r"^Explanation[^:\n]*:\s*(.*)$", text, re.MULTILINE)
     explanation = matches[-1] if matches else ""
@@ -280,6 +291,8 @@ class SimulationResponder:
             return self._json(request)
         if request.body.get("logprobs"):
             return self._logprob(request)
+        if is_compact_prompt(request.last_user_message):
+            return self._compact(request)
         return self._batched(request)
 
     def _values(self, explanation: str, tokens: Sequence[str]) -> list[int | float]:
@@ -314,6 +327,26 @@ class SimulationResponder:
             values = self._values(explanation, _numbered_tokens(block))
             pairs = " ".join(f"{i}={v}" for i, v in enumerate(values) if v != 0)
             lines.append(f"{number}: {pairs}".rstrip())
+        return chat_body(request, "\n".join(lines), usage=self.usage)
+
+    def _compact(self, request: StubRequest) -> dict:
+        question = request.last_user_message
+        explanation = _explanation_in(question)
+        lines = []
+        for number, shown in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
+            tokens = compact_tokens(shown)
+            values = self._values(explanation, tokens)
+            counts: dict[str, int] = {}
+            for token in tokens:
+                counts[token] = counts.get(token, 0) + 1
+            seen: dict[str, int] = {}
+            items = []
+            for token, value in zip(tokens, values):
+                seen[token] = seen.get(token, 0) + 1
+                if value != 0:
+                    quoted = '"' + token.replace('"', '\\"') + '"'
+                    items.append(quoted + (f"#{seen[token]}" if counts[token] > 1 else "") + f"={value}")
+            lines.append(f"{number}: {', '.join(items)}".rstrip())
         return chat_body(request, "\n".join(lines), usage=self.usage)
 
     def _logprob(self, request: StubRequest) -> dict:
