@@ -201,7 +201,7 @@ def read_items(rest: str) -> list[Item] | None:
     """The items of an answer line's rest, or None when it is not a list of items."""
     items: list[Item] = []
     position = 0
-    rest = rest.rstrip().rstrip(".").rstrip("*`")
+    rest = rest.strip().strip("*`").strip().rstrip(".")
     while True:
         position = _SEPARATORS.match(rest, position).end()
         if position >= len(rest):
