@@ -248,7 +248,7 @@ def test_an_ambiguous_answer_is_asked_again_once_for_that_text_only(stub_openai,
     assert run.failures == []
     assert run.simulations[1].expected_activations == [0, 0, 9, 0, 0, 9]
     retry = stub_openai.requests[1].last_user_message
-    assert retry.startswith("Text 1: •|lazy dog") and retry.count("Text ") == 1
+    assert retry.startswith("Text 1: • lazy dog\\t. dog\n") and retry.count("Text ") == 1
     assert "appears 2 times" in retry  # the rejection names the problem
     assert run.usage.llm_calls == 2
 
