@@ -412,11 +412,11 @@ class JudgeResponder:
 
     @staticmethod
     def is_judge_prompt(request: StubRequest) -> bool:
-        return request.is_chat and request.last_user_message.startswith("Description: ")
+        return request.is_chat and re.search(r"^Description: ", request.last_user_message, re.M) is not None
 
     def verdicts(self, request: StubRequest) -> list[tuple[int, bool]]:
         question = request.last_user_message
-        condition = question.split("\n", 1)[0][len("Description: "):]
+        condition = re.search(r"^Description: (.*)$", question, re.M).group(1)
         out = []
         for number, text in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
             if "<<" in text:

@@ -119,3 +119,41 @@ def test_an_error_reply_reports_no_cached_tokens():
         with pytest.raises(urllib.error.HTTPError) as info:
             urllib.request.urlopen(request, timeout=5)
     assert "prompt_tokens_details" not in info.value.read().decode()
+
+
+# -- the judge: the same discipline ---------------------------------------------------------
+
+
+def test_judge_batches_are_cut_by_the_token_budget():
+    from scorer.judge import token_batches
+
+    assert token_batches([64] * 20, None, 2048) == [list(range(20))]
+    assert [len(b) for b in token_batches([64] * 20, 5, 2048)] == [5, 5, 5, 5]  # a request's cap
+    assert token_batches([100, 100, 100, 100, 500], None, 250) == [[0, 1], [2, 3], [4]]
+    assert token_batches([3, 3], None, None) == [[0, 1]]
+
+
+def test_judge_prompt_keeps_the_texts_before_the_condition():
+    from scorer.judge import DETECTION, build_messages, render_text
+
+    rendered = [render_text(["The", " fox"]), render_text(["A", " table"])]
+    a = build_messages(DETECTION, "animals", rendered)
+    b = build_messages(DETECTION, "furniture", rendered)
+    assert a[:-1] == b[:-1]
+    assert a[-1]["content"].startswith("Text 1: The fox\nText 2: A table\n\nDescription: animals")
+    assert b[-1]["content"].split("Description:")[0] == a[-1]["content"].split("Description:")[0]
+
+
+def test_a_second_condition_on_the_same_texts_is_mostly_cached(make_backend):
+    from scorer.judge import judge
+    from tests.stub_openai import JudgeResponder
+
+    texts = [a["tokens"] for a in ANIMALS["activations"]] * 8
+    with StubOpenAI(JudgeResponder(), prefix_cache=PrefixCache(minimum=128, block=16)) as stub:
+        backend = make_backend(stub.base_url)
+        first = judge(backend, "stub-model", "foxes", texts, batch_size=None, batch_tokens=2048)
+        second = judge(backend, "stub-model", "leopards", texts, batch_size=None, batch_tokens=2048)
+    assert first.usage.llm_calls == second.usage.llm_calls == 1
+    assert first.usage.cached_prompt_tokens == 0
+    assert second.usage.cached_prompt_tokens > 0.8 * second.usage.prompt_tokens
+    assert None not in second.answers
