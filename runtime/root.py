@@ -188,7 +188,7 @@ class Runtime:
         s = self.settings
         if s.embedding_backend == OPENAI:
             backend = self.require_backend(frozenset({EMBEDDINGS}), for_what="EMBEDDING_BACKEND=openai")
-            return ApiTextEmbedder(backend, model or s.embedding_model)
+            return ApiTextEmbedder(backend, model or s.embedding_model, cache=self.cache)
         local = self._local_text_model()
         if local is None:
             from llm.embeddings import unavailable_reason

@@ -157,3 +157,42 @@ def test_a_second_condition_on_the_same_texts_is_mostly_cached(make_backend):
     assert first.usage.cached_prompt_tokens == 0
     assert second.usage.cached_prompt_tokens > 0.8 * second.usage.prompt_tokens
     assert None not in second.answers
+
+
+# -- API embeddings, cached like chat answers ------------------------------------------------
+
+
+def test_api_embeddings_are_cached_per_text(make_backend):
+    import numpy as np
+
+    from llm.cache import SQLiteCache
+    from llm.text_embedder import ApiTextEmbedder
+
+    cache = SQLiteCache(":memory:")
+    with StubOpenAI() as stub:
+        embedder = ApiTextEmbedder(make_backend(stub.base_url), "emb-model", cache=cache)
+        first = embedder.embed(["fast fox", "slow table", "  "])
+        assert stub.calls() == 1 and first.usage.llm_calls == 1 and first.usage.cache_hits == 0
+        again = embedder.embed(["slow table", "fast fox", "  "])
+        assert stub.calls() == 1 and again.usage.llm_calls == 0 and again.usage.cache_hits == 2
+        assert np.array_equal(again.vectors[0], first.vectors[1]) and np.array_equal(again.vectors[1], first.vectors[0])
+        assert not again.vectors[2].any()  # a blank text stays a zero row
+        mixed = embedder.embed(["fast fox", "a new leopard"])
+        assert stub.calls() == 2 and mixed.usage.cache_hits == 1
+        assert stub.requests[-1].body["input"] == ["a new leopard"]  # only the miss is sent
+        other = ApiTextEmbedder(make_backend(stub.base_url), "another-model", cache=cache)
+        other.embed(["fast fox"])
+        assert stub.calls() == 3  # the model is part of the key
+
+
+def test_the_runtime_gives_the_api_embedder_the_cache(make_client):
+    with StubOpenAI() as stub:
+        client = make_client(
+            openai_base_url=stub.base_url, embedding_backend="openai", cache_path=":memory:", request_timeout=10.0
+        )
+        body = {"explanation": "fast fox", "references": ["quick fox", "wooden table"]}
+        first = strict_json(client.post("/similarity", json=body))
+        second = strict_json(client.post("/similarity", json=body))
+        assert stub.calls() == 1
+    assert second["usage"]["cache_hits"] == 3 and second["usage"]["llm_calls"] == 0
+    assert second["similarities"] == first["similarities"]
