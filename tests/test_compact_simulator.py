@@ -313,3 +313,14 @@ def test_registry_passes_the_batch_budget():
 
 def test_stub_reads_the_layout_back_into_tokens():
     assert compact_tokens(render_text(TEXTS[0])) == ["The", "quick", "fox", "…", "\\n", "jumps", "<end-of-text>", "$", "5"]
+
+
+def test_tokens_with_quotes_and_signs_are_quoted_with_escapes():
+    tokens = ["He", " said", ' "', "Wait", '."', " a", " ==", " b"]
+    assert render_text(tokens) == 'He said "|Wait|." a == b'
+    assert nonzero(only('1: ".\\""=8', tokens)) == {4: 8.0}
+    assert nonzero(only('1: "\\""=2', tokens)) == {2: 2.0}
+    assert nonzero(only('1: "=="=3', tokens)) == {6: 3.0}
+    assert isinstance(only('1: ."=8', tokens), str)  # unquoted, the quote mark breaks the item
+    for i, ref in enumerate(references(tokens)):
+        assert nonzero(only(f"1: {ref}=5", tokens)) == {i: 5.0}
