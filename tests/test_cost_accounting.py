@@ -196,3 +196,18 @@ def test_the_runtime_gives_the_api_embedder_the_cache(make_client):
         assert stub.calls() == 1
     assert second["usage"]["cache_hits"] == 3 and second["usage"]["llm_calls"] == 0
     assert second["similarities"] == first["similarities"]
+
+
+def test_the_runtime_gives_the_judge_the_token_budget():
+    from runtime import Runtime
+    from runtime.settings import Settings
+
+    class Backend:
+        name = "fake"
+        capabilities = frozenset({"chat"})
+
+    runtime = Runtime(Settings(cache_path="", openai_base_url="http://x/v1", simulator_batch_tokens=300), backend=Backend())
+    judge = runtime.judge("openai")
+    assert judge.batch_tokens == 300 and judge.batch_size is None
+    assert runtime.judge("openai", batch_size=5).batch_size == 5
+    assert runtime.judge("openai").forecast([["a"] * 200] * 4)[0] == 4  # 200 + 200 > 300: one text a call
