@@ -253,7 +253,7 @@ def is_compact_prompt(question: str) -> bool:
 def compact_tokens(shown: str) -> list[str]:
     """A compact text line read back into tokens as a model would see them: cut at spaces,
     at `|` and around written line breaks (the stand-in model does not know the real tokens)."""
-    return [p for p in re.split(r" +|\||(\\[ntr])", shown) if p]
+    return [p for p in re.split(r" +|(?<!\\)\||(\\[ntr])", shown) if p]
 
 
 def _explanation_in(text: str) -> str:

@@ -324,3 +324,12 @@ def test_tokens_with_quotes_and_signs_are_quoted_with_escapes():
     assert isinstance(only('1: ."=8', tokens), str)  # unquoted, the quote mark breaks the item
     for i, ref in enumerate(references(tokens)):
         assert nonzero(only(f"1: {ref}=5", tokens)) == {i: 5.0}
+
+
+def test_a_literal_bar_in_a_token_is_escaped_so_a_bare_bar_is_always_a_join():
+    tokens = ["x", "|", "y", " ||", " z"]
+    assert render_text(tokens) == "x|\\||y \\|\\| z"
+    assert compact_tokens(render_text(tokens)) == ["x", "\\|", "y", "\\|\\|", "z"]
+    assert nonzero(only('1: "\\|"=4', tokens)) == {1: 4.0}
+    assert nonzero(only('1: "\\|\\|"=6', tokens)) == {3: 6.0}
+    assert "not a token" in only('1: "|"=4', tokens)

@@ -61,7 +61,7 @@ SEPARATOR = "|"
 
 SYSTEM_PROMPT = """We're studying neurons in a neural network. Each neuron looks for certain things in text. Given an explanation of what a neuron does, predict its activation on every token of each text: an integer from 0 (not firing) to 10 (firing strongly). Most activations are 0.
 
-Each text is on one line after its number. Tokens are separated by spaces, by line breaks (written \\n) or by |.
+Each text is on one line after its number. Tokens are separated by spaces, by line breaks (written \\n) or by | (a | inside a token is written \\|).
 
 Answer with one line per text, in the order given: the text's number and a colon, then every token whose activation is above 0 as "token"=activation, separated by commas. Quote the token exactly as shown, without its leading space. If the same token appears more than once in the text, add # and which one it is: "pan"#2=10 is the second "pan". Leave out the zeros; a text with no active token gets its number and colon alone. Write nothing else."""
 
@@ -100,6 +100,12 @@ def _joined(left: str, right: str) -> bool:
     return bool(left) and bool(right) and not left[-1].isspace() and not right[0].isspace()
 
 
+def shown(token: str) -> str:
+    """A token as this layout writes it: `render_token`, with a literal | written \\| so that a
+    bare | is always a join between tokens."""
+    return render_token(token).replace(SEPARATOR, "\\" + SEPARATOR)
+
+
 def render_text(tokens: Sequence[str]) -> str:
     """A text on one line as it reads, `|` where two tokens meet without whitespace."""
     out: list[str] = []
@@ -107,14 +113,14 @@ def render_text(tokens: Sequence[str]) -> str:
     for token in tokens:
         if _joined(previous, token):
             out.append(SEPARATOR)
-        out.append(render_token(token))
+        out.append(shown(token))
         previous = token or previous
     return "".join(out)
 
 
 def token_key(token: str) -> str:
     """How an answer names a token: as shown, without surrounding spaces ('' for spaces only)."""
-    return render_token(token).strip()
+    return shown(token).strip()
 
 
 def references(tokens: Sequence[str]) -> list[str]:
