@@ -242,6 +242,7 @@ def cost(args: argparse.Namespace) -> None:
     runs = {
         "simulation/batched": ("simulation", {"simulator": "batched"}),
         "simulation/json": ("simulation", {"simulator": "json"}),
+        "simulation/compact": ("simulation", {"simulator": "compact"}),
         "detection": ("detection", {"judge": "openai"}),
         "fuzzing": ("fuzzing", {"judge": "openai"}),
         "embedding/api": ("embedding", {}),
@@ -307,7 +308,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=20)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=5, help="texts per judge prompt")
+    parser.add_argument("--batch-size", type=int, default=None, help="most texts per judge prompt (default: the token budget decides)")
     args = parser.parse_args()
     both = not args.puzzles and not args.workload
     if args.puzzles or both:

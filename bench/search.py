@@ -8,7 +8,8 @@ stub over loopback HTTP). The stub reports tiktoken cl100k counts as `usage`, so
 figures are those a real OpenAI-compatible server would bill for these prompts; only the
 replies are scripted: the proposer answers 5 new "the text mentions <word>" hypotheses per
 round, the judge answers "yes" iff the text contains the word (tests/search_responder.py).
-No cache, so every judge answer is a call.
+No cache, so every judge answer is a call; the stub plays a provider's prefix cache (OpenAI's
+rule: whole 128-token blocks from 1,024 on) and "cached" counts the prompt tokens it served.
 
 (a) the default budget on the standard 20-text request (bench/workload.py standard_request(),
     20 texts x 64 tokens): as sent with defaults only, and with patience high enough that
@@ -30,7 +31,7 @@ from llm.tokens import count_message_tokens
 from runtime.settings import Settings
 from server import create_app
 from tests.search_responder import PROPOSER_MARK, SearchResponder, numbered
-from tests.stub_openai import StubOpenAI
+from tests.stub_openai import PrefixCache, StubOpenAI
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -51,7 +52,7 @@ def proposals(request, k: int) -> str:
 
 
 def run(activations: list[dict], delay: float, **options) -> dict:
-    with StubOpenAI(SearchResponder(proposals), delay=delay) as stub:
+    with StubOpenAI(SearchResponder(proposals), delay=delay, prefix_cache=PrefixCache()) as stub:
         settings = Settings(
             openai_base_url=stub.base_url,
             openai_api_key="sk-bench",
@@ -81,7 +82,7 @@ def run(activations: list[dict], delay: float, **options) -> dict:
 
 HEADER = (
     f"    {'case':<26}{'rounds':>7}{'hyp.':>6}{'calls':>7}{'(prop/judge)':>14}"
-    f"{'prompt':>9}{'compl.':>8}{'total':>9}{'tok/hyp':>9}{'wall ms':>9}  stopped"
+    f"{'prompt':>9}{'cached':>8}{'compl.':>8}{'total':>9}{'tok/hyp':>9}{'wall ms':>9}  stopped"
 )
 
 
@@ -92,7 +93,8 @@ def row(label: str, body: dict) -> str:
     per = steps["judge"]["total_tokens"] / max(hypotheses, 1)
     return (
         f"    {label:<26}{body['rounds']:>7}{hypotheses:>6}{usage['llm_calls']:>7}{split:>14}"
-        f"{usage['prompt_tokens']:>9}{usage['completion_tokens']:>8}{usage['total_tokens']:>9}"
+        f"{usage['prompt_tokens']:>9}{usage.get('cached_prompt_tokens', 0):>8}"
+        f"{usage['completion_tokens']:>8}{usage['total_tokens']:>9}"
         f"{per:>9.0f}{body['wall'] * 1000:>9.0f}  {body['stopped_because']}"
     )
 

@@ -152,7 +152,7 @@ def process(latent: Latent, transport: Any, options: Options) -> dict:
 def _add_usage(total: dict, usage: Any) -> None:
     if not isinstance(usage, dict):
         return
-    for key in ("llm_calls", "prompt_tokens", "completion_tokens", "cache_hits", "estimated_cost_usd"):
+    for key in ("llm_calls", "prompt_tokens", "completion_tokens", "cache_hits", "cached_prompt_tokens", "estimated_cost_usd"):
         value = usage.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
             total[key] = total.get(key, 0) + value

@@ -10,6 +10,9 @@ class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cache_hits: int = 0
+    # Prompt tokens the provider served from its prefix cache (part of prompt_tokens,
+    # billed at the cached-input rate): `usage.prompt_tokens_details.cached_tokens`.
+    cached_prompt_tokens: int = 0
     # True when some token counts are tiktoken estimates (the server sent no `usage`).
     estimated: bool = False
     # US dollars, from MODEL_PRICES; None when some call's model has no price.
@@ -21,6 +24,7 @@ class Usage:
             prompt_tokens=self.prompt_tokens + other.prompt_tokens,
             completion_tokens=self.completion_tokens + other.completion_tokens,
             cache_hits=self.cache_hits + other.cache_hits,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
             estimated=self.estimated or other.estimated,
             cost_usd=_add_costs(self, other),
         )

@@ -131,6 +131,7 @@ class Runtime:
                 backend=backend,
                 cache=self.cache,
                 concurrency=self.settings.llm_concurrency,
+                batch_tokens=self.settings.simulator_batch_tokens or None,
             )
         )
 
@@ -139,8 +140,9 @@ class Runtime:
         """Offline when scoring is offline by default (no LLM configured, or SIMULATOR=offline)."""
         return OFFLINE if self.settings.default_simulator == OFFLINE else OPENAI
 
-    def judge(self, name: str | None = None, model: str | None = None, *, batch_size: int = 5):
-        """The yes/no judge shared by detection, fuzzing and the hypothesis search."""
+    def judge(self, name: str | None = None, model: str | None = None, *, batch_size: int | None = None):
+        """The yes/no judge shared by detection, fuzzing and the hypothesis search: as many texts
+        a prompt as SIMULATOR_BATCH_TOKENS allows, and at most `batch_size` when given."""
         name = name or self.default_judge
         if name == OFFLINE:
             return OfflineJudge(self.simulator(OFFLINE))
@@ -152,6 +154,7 @@ class Runtime:
             batch_size=batch_size,
             concurrency=self.settings.llm_concurrency,
             cache=self.cache,
+            batch_tokens=self.settings.simulator_batch_tokens or None,
         )
 
     def scorer(self, name: str, options: Mapping[str, Any] | None = None) -> Scorer:
@@ -166,7 +169,7 @@ class Runtime:
         if spec.uses == SIMULATOR:
             part = self.simulator(options.get("simulator"), options.get("model"))
         elif spec.uses == JUDGE:
-            part = self.judge(options.get("judge"), options.get("model"), batch_size=options.get("batch_size") or 5)
+            part = self.judge(options.get("judge"), options.get("model"), batch_size=options.get("batch_size"))
         elif spec.uses == EMBEDDER:
             part = self.text_embedder(options.get("model"))
         else:  # pragma: no cover - a spec with an unknown part is a programming error
@@ -192,7 +195,7 @@ class Runtime:
         s = self.settings
         if s.embedding_backend == OPENAI:
             backend = self.require_backend(frozenset({EMBEDDINGS}), for_what="EMBEDDING_BACKEND=openai")
-            return ApiTextEmbedder(backend, model or s.embedding_model)
+            return ApiTextEmbedder(backend, model or s.embedding_model, cache=self.cache)
         local = self._local_text_model()
         if local is None:
             from llm.embeddings import unavailable_reason

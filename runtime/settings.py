@@ -63,6 +63,9 @@ class Settings:
     llm_read_timeout: float = 60.0
     llm_max_retries: int = 2
     llm_concurrency: int = 8
+    # Most tokens of text (as sent) in one simulator or judge call: batches are cut by this
+    # budget, not by a count, and a longer text is shown in parts (the compact simulator).
+    simulator_batch_tokens: int = 2048
 
     # Cache of LLM answers (SQLite). Empty path: no cache.
     cache_path: str = "var/llm-cache.sqlite3"

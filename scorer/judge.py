@@ -45,7 +45,7 @@ from scorer.simulators.prompts import (
     run_parallel,
 )
 
-VERSION = "3"  # 2: the description shown as quoted data; 3: echoes of the prompt and cut answers are failures
+VERSION = "4"  # 2: the description quoted; 3: echoes and cut answers are failures; 4: the texts before the description
 MAX_ATTEMPTS = 2  # the first answer and one retry
 TOP_LOGPROBS = 5  # asked for so that P(yes) can be read; dropped for servers that refuse it
 # The offline judge's cut on the offline simulator's 0-10 scale. It predicts 0 where it
@@ -148,9 +148,28 @@ def render_text(tokens: Sequence[str], marks: Sequence[bool] | None = None) -> s
 
 
 def _question(condition: str, rendered: Sequence[str]) -> str:
-    lines = [f"Description (quoted): {quote_explanation(condition)}", ""]
-    lines += [f"Text {n}: {text}" for n, text in enumerate(rendered, start=1)]
-    return "\n".join(lines)
+    # The texts before the description: a search asks about many conditions on the same
+    # texts, so a provider's prefix cache serves everything up to the description.
+    lines = [f"Text {n}: {text}" for n, text in enumerate(rendered, start=1)]
+    return "\n".join(lines + ["", f"Description (quoted): {quote_explanation(condition)}"])
+
+
+def token_batches(lengths: Sequence[int], batch_size: int | None, batch_tokens: int | None) -> list[list[int]]:
+    """Indices into `lengths` in order, a batch closed at `batch_size` texts or before it passes
+    `batch_tokens` tokens (either None: no such limit); a text alone always makes a batch."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i, n in enumerate(lengths):
+        full = batch_size is not None and len(current) >= batch_size
+        if current and (full or (batch_tokens is not None and size + n > batch_tokens)):
+            batches.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += n
+    if current:
+        batches.append(current)
+    return batches
 
 
 def build_messages(
@@ -280,11 +299,12 @@ def judge(
     condition: str,
     texts: Sequence[Sequence[str]],
     *,
-    batch_size: int = 5,
+    batch_size: int | None = 5,
     concurrency: int = 8,
     cache=None,
     deadline: float | None = None,
     highlights: Sequence[Sequence[bool]] | None = None,
+    batch_tokens: int | None = None,
 ) -> JudgeRun:
     """Ask `model` whether each text fits `condition` (with `highlights`: whether its marks do).
 
@@ -297,7 +317,7 @@ def judge(
     marks = _check_highlights(highlights, texts)
     mode = DETECTION if marks is None else FUZZING
     cache = cache if cache is not None else NullCache()
-    batch_size = max(1, int(batch_size))
+    batch_size = None if batch_size is None else max(1, int(batch_size))
     condition = clean_explanation(condition)
     rendered = [render_text(t, marks[i] if marks else None) for i, t in enumerate(texts)]
 
@@ -324,7 +344,10 @@ def judge(
     for attempt in range(MAX_ATTEMPTS):
         if not todo:
             break
-        batches = [todo[k : k + batch_size] for k in range(0, len(todo), batch_size)]
+        batches = [
+            [todo[k] for k in batch]
+            for batch in token_batches([len(texts[i]) for i in todo], batch_size, batch_tokens)
+        ]
         outcomes = run_parallel(
             lambda batch: _ask(
                 backend, model, mode, condition, [rendered[i] for i in batch], rejection, deadline, options
@@ -459,17 +482,28 @@ class LLMJudge:
 
     offline = False
 
-    def __init__(self, backend: ChatBackend, model: str, *, batch_size: int = 5, concurrency: int = 8, cache=None):
+    def __init__(
+        self,
+        backend: ChatBackend,
+        model: str,
+        *,
+        batch_size: int | None = 5,
+        concurrency: int = 8,
+        cache=None,
+        batch_tokens: int | None = None,
+    ):
         self.backend = backend
         self.name = getattr(backend, "name", type(backend).__name__)
         self.model = model
         self.batch_size = batch_size
+        self.batch_tokens = batch_tokens
         self.concurrency = concurrency
         self.cache = cache
 
     def with_concurrency(self, concurrency: int) -> "LLMJudge":
         return LLMJudge(
-            self.backend, self.model, batch_size=self.batch_size, concurrency=concurrency, cache=self.cache
+            self.backend, self.model, batch_size=self.batch_size, concurrency=concurrency, cache=self.cache,
+            batch_tokens=self.batch_tokens,
         )
 
     def forecast(self, texts: Sequence[Sequence[str]], condition_tokens: int = 30) -> tuple[int, int]:
@@ -477,8 +511,8 @@ class LLMJudge:
         was measured: each batch's prompt counted with a typical condition, and its answer cap."""
         rendered = [render_text(t) for t in texts]
         calls = tokens = 0
-        for start in range(0, len(rendered), self.batch_size):
-            batch = rendered[start : start + self.batch_size]
+        for indices in token_batches([len(t) for t in texts], self.batch_size, self.batch_tokens):
+            batch = [rendered[i] for i in indices]
             calls += 1
             tokens += count_message_tokens(build_messages(DETECTION, "", batch))
             tokens += condition_tokens + 8 * len(batch) + 16
@@ -495,6 +529,7 @@ class LLMJudge:
             cache=self.cache,
             deadline=deadline,
             highlights=highlights,
+            batch_tokens=self.batch_tokens,
         )
 
 

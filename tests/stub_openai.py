@@ -283,6 +283,17 @@ def unquote(text: str) -> str:
     return text
 
 
+def is_compact_prompt(question: str) -> bool:
+    """The compact simulator's question: texts on lines `Text N: ...`, the explanation last."""
+    return bool(re.match(r"Text 1: ", question)) and bool(re.search(r"^Explanation( \(quoted\))?: ", question, re.M))
+
+
+def compact_tokens(shown: str) -> list[str]:
+    """A compact text line read back into tokens as a model would see them: cut at spaces,
+    at `|` and around written line breaks (the stand-in model does not know the real tokens)."""
+    return [p for p in re.split(r" +|(?<!\\)\||(\\[ntr])", shown) if p]
+
+
 def _explanation_in(text: str) -> str:
     matches = re.findall(r"^Explanation[^:\n]*:\s*(.*)$", text, re.MULTILINE)
     explanation = matches[-1] if matches else ""
@@ -318,6 +329,8 @@ class SimulationResponder:
             return self._json(request)
         if request.body.get("logprobs"):
             return self._logprob(request)
+        if is_compact_prompt(request.last_user_message):
+            return self._compact(request)
         return self._batched(request)
 
     def _values(self, explanation: str, tokens: Sequence[str]) -> list[int | float]:
@@ -352,6 +365,26 @@ class SimulationResponder:
             values = self._values(explanation, _numbered_tokens(block))
             pairs = " ".join(f"{i}={v}" for i, v in enumerate(values) if v != 0)
             lines.append(f"{number}: {pairs}".rstrip())
+        return chat_body(request, "\n".join(lines), usage=self.usage)
+
+    def _compact(self, request: StubRequest) -> dict:
+        question = request.last_user_message
+        explanation = _explanation_in(question)
+        lines = []
+        for number, shown in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
+            tokens = compact_tokens(shown)
+            values = self._values(explanation, tokens)
+            counts: dict[str, int] = {}
+            for token in tokens:
+                counts[token] = counts.get(token, 0) + 1
+            seen: dict[str, int] = {}
+            items = []
+            for token, value in zip(tokens, values):
+                seen[token] = seen.get(token, 0) + 1
+                if value != 0:
+                    quoted = '"' + token.replace('"', '\\"') + '"'
+                    items.append(quoted + (f"#{seen[token]}" if counts[token] > 1 else "") + f"={value}")
+            lines.append(f"{number}: {', '.join(items)}".rstrip())
         return chat_body(request, "\n".join(lines), usage=self.usage)
 
     def _logprob(self, request: StubRequest) -> dict:
@@ -417,11 +450,11 @@ class JudgeResponder:
 
     @staticmethod
     def is_judge_prompt(request: StubRequest) -> bool:
-        return request.is_chat and request.last_user_message.startswith("Description")
+        return request.is_chat and re.search(r"^Description( \(quoted\))?: ", request.last_user_message, re.M) is not None
 
     def verdicts(self, request: StubRequest) -> list[tuple[int, bool]]:
         question = request.last_user_message
-        condition = unquote(question.split("\n", 1)[0].split(": ", 1)[1])
+        condition = unquote(re.search(r"^Description(?: \(quoted\))?: (.*)$", question, re.M).group(1))
         out = []
         for number, text in re.findall(r"^Text (\d+): (.*)$", question, re.MULTILINE):
             if "<<" in text:
@@ -552,15 +585,58 @@ def _as_int(value: float) -> int | float:
     return int(value) if float(value).is_integer() else float(value)
 
 
+# -- a provider's prefix cache -----------------------------------------------------------
+
+
+class PrefixCache:
+    """Reports `usage.prompt_tokens_details.cached_tokens` the way OpenAI's automatic prompt
+    caching does: the longest prefix of a chat prompt already seen, in whole blocks of
+    `block` tokens, counted only from `minimum` tokens on (1024 and 128 at OpenAI).
+
+    The prompt is the messages' roles and contents in order, in cl100k tokens.
+    """
+
+    def __init__(self, minimum: int = 1024, block: int = 128) -> None:
+        self.minimum = minimum
+        self.block = block
+        self._seen: set[bytes] = set()
+        self._lock = threading.Lock()
+
+    def _prefix_digests(self, messages: list[dict]) -> list[tuple[int, bytes]]:
+        from llm.tokens import get_encoding
+
+        text = "".join(f"<{m.get('role')}>{m.get('content') or ''}" for m in messages)
+        ids = get_encoding().encode(text, disallowed_special=())
+        digest = hashlib.sha256()
+        out = []
+        for end in range(self.block, len(ids) + 1, self.block):
+            digest.update(b"".join(i.to_bytes(4, "little") for i in ids[end - self.block : end]))
+            if end >= self.minimum:
+                out.append((end, digest.copy().digest()))
+        return out
+
+    def cached_tokens(self, messages: list[dict]) -> int:
+        """The cached part of this prompt; the prompt is remembered for the next ones."""
+        prefixes = self._prefix_digests(messages)
+        with self._lock:
+            cached = max((end for end, d in prefixes if d in self._seen), default=0)
+            self._seen.update(d for _, d in prefixes)
+        return cached
+
+
 # -- the server ------------------------------------------------------------------------
 
 
 class StubOpenAI:
     """The loopback server. Use as a context manager, or call start() and stop()."""
 
-    def __init__(self, handler: Handler | None = None, *, delay: float = 0.0) -> None:
+    def __init__(
+        self, handler: Handler | None = None, *, delay: float = 0.0, prefix_cache: PrefixCache | None = None
+    ) -> None:
         self.handler: Handler = handler or SimulationResponder()
         self.delay = delay  # seconds before every answer
+        # When set, chat answers report the prompt tokens it has seen before as cached.
+        self.prefix_cache = prefix_cache
         self.requests: list[StubRequest] = []
         self._queue: deque[StubReply] = deque()
         self._lock = threading.Lock()
@@ -656,10 +732,18 @@ class StubOpenAI:
                 reply = _as_reply(request, self.handler(request))
             except Exception as exc:  # a broken handler shows up as a 500, not a hang
                 reply = StubReply(500, error_body(f"stub handler failed: {type(exc).__name__}: {exc}"))
+            self._report_cached(request, reply)
         delay = self.delay + reply.delay
         if delay > 0:
             time.sleep(delay)
         self._send(http, reply)
+
+    def _report_cached(self, request: StubRequest, reply: StubReply) -> None:
+        usage = reply.body.get("usage") if isinstance(reply.body, dict) else None
+        if self.prefix_cache is None or not request.is_chat or not isinstance(usage, dict):
+            return
+        cached = min(self.prefix_cache.cached_tokens(request.messages), int(usage.get("prompt_tokens") or 0))
+        usage["prompt_tokens_details"] = {"cached_tokens": cached}
 
     def _send(self, http: BaseHTTPRequestHandler, reply: StubReply) -> None:
         if reply.drop:

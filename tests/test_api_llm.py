@@ -58,7 +58,7 @@ ANIMALS = {
 }
 
 
-@pytest.mark.parametrize("simulator", ["batched", "json", "logprob", "all_at_once"])
+@pytest.mark.parametrize("simulator", ["batched", "compact", "json", "logprob", "all_at_once"])
 def test_every_llm_simulator_scores_over_http(llm_client, stub, simulator):
     response = llm_client().post("/score", json={**ANIMALS, "simulator": simulator})
     assert response.status_code == 200, response.get_data(as_text=True)

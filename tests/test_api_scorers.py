@@ -171,17 +171,17 @@ def test_asking_for_the_llm_judge_without_an_llm_is_a_503(client):
 # -- the LLM judge over HTTP -------------------------------------------------------------------
 
 
-def test_detection_with_the_llm_batches_five_texts_a_call(llm_client, stub):
+def test_detection_with_the_llm_fits_the_texts_in_the_token_budget(llm_client, stub):
     response = llm_client().post("/score", json={**ANIMALS, "scorer": "detection"})
     assert response.status_code == 200, response.get_data(as_text=True)
     body = strict_json(response)
-    assert judge_calls(stub) == 2  # 7 texts, 5 a prompt
+    assert judge_calls(stub) == 1  # 7 short texts: one prompt within SIMULATOR_BATCH_TOKENS
     assert body["judge"] == {"name": "openai", "model": "stub-model", "offline": False}
     assert body["offline"] is False and body["score"] == 1.0
     assert [t["answer"] for t in body["texts"]] == ACTIVATING
     assert all(t["probability"] == pytest.approx(0.9 if a else 0.1) for t, a in zip(body["texts"], ACTIVATING))
     assert body["details"]["auc"] == 1.0 and body["details"]["balanced_accuracy"] == body["score"]
-    assert body["usage"]["llm_calls"] == 2 and body["usage"]["prompt_tokens"] > 0
+    assert body["usage"]["llm_calls"] == 1 and body["usage"]["prompt_tokens"] > 0
     assert API_KEY not in response.get_data(as_text=True)
 
 
@@ -242,14 +242,14 @@ def test_malformed_answers_are_excluded_and_listed(make_client):
         # The text about the roof (request index 3) never gets a usable answer.
         lines = [
             f"{n}: {'perhaps' if 'roof' in line else ('yes' if yes else 'no')}"
-            for (n, yes), line in zip(verdicts, request.last_user_message.split("\n")[2:])
+            for (n, yes), line in zip(verdicts, request.last_user_message.split("\n")[: len(verdicts)])
         ]
         return chat_body(request, "\n".join(lines))
 
     with StubOpenAI(handler) as stub:
         client = make_client(openai_base_url=stub.base_url, request_timeout=10.0, llm_max_retries=0)
         body = strict_json(client.post("/score", json={**ANIMALS, "scorer": "detection"}))
-        assert stub.calls() == 3  # two batches, then the failed text once more
+        assert stub.calls() == 2  # one batch, then the failed text once more
     assert [f["index"] for f in body["failures"]] == [3]
     assert "unusable answer after 2 attempts" in body["failures"][0]["reason"]
     assert body["texts"][3]["answer"] is None and body["texts"][3]["correct"] is None
@@ -261,7 +261,7 @@ def test_a_judge_that_never_answers_usably_is_a_502(make_client):
         client = make_client(openai_base_url=bad.base_url, openai_api_key=API_KEY, request_timeout=10.0)
         response = client.post("/score", json={**ANIMALS, "scorer": "detection"})
         body = assert_error(response, 502, "upstream_error", "every text")
-        assert bad.calls() == 4  # two batches, each asked twice, never more
+        assert bad.calls() == 2  # one batch, asked twice, never more
         assert API_KEY not in json.dumps(body)
 
 

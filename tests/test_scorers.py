@@ -114,7 +114,7 @@ def test_seven_texts_in_batches_of_five_are_two_calls(make_backend):
     with StubOpenAI(JudgeResponder()) as stub:
         run = judge(make_backend(stub.base_url), "stub-model", "fox and leopard", TEXTS, batch_size=5)
         assert stub.calls() == 2
-        shown = [r.last_user_message.count("\nText ") for r in stub.requests]
+        shown = [("\n" + r.last_user_message).count("\nText ") for r in stub.requests]
         assert sorted(shown) == [2, 5]
     assert run.answers == [i in ANIMAL_TEXTS for i in range(len(TEXTS))]
     assert run.failures == []

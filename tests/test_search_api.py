@@ -119,8 +119,8 @@ def test_the_search_finds_the_planted_hypothesis(search_client):
     # Ranked best first.
     correlations = [h["correlation"] for h in body["hypotheses"] if h["correlation"] is not None]
     assert correlations == sorted(correlations, reverse=True)
-    # Usage: one proposer call per round, three judge batches (12 texts / 5) per hypothesis.
-    assert body["usage"]["llm_calls"] == 4 + 3 * 7 == stub.calls()
+    # Usage: one proposer call per round, one judge prompt (12 texts fit the token budget) per hypothesis.
+    assert body["usage"]["llm_calls"] == 4 + 1 * 7 == stub.calls()
     assert body["usage_by_step"]["proposer"]["llm_calls"] == 4
     assert body["usage"]["total_tokens"] > 0
     assert API_KEY not in json.dumps(body)
@@ -234,7 +234,7 @@ def test_random_texts_only_test(search_client):
     "options, reason",
     [
         ({"max_rounds": 1}, "max_rounds"),
-        ({"max_rounds": 9, "patience": 9, "max_llm_calls": 14}, "max_llm_calls"),
+        ({"max_rounds": 9, "patience": 9, "max_llm_calls": 6}, "max_llm_calls"),
         ({"max_rounds": 9, "patience": 9, "max_tokens": 9000}, "max_tokens"),
     ],
 )
@@ -244,7 +244,8 @@ def test_the_search_stops_on_each_budget(search_client, options, reason):
     assert body["stopped_because"] == reason
     if "max_llm_calls" in options:
         assert body["usage"]["llm_calls"] <= options["max_llm_calls"]
-        # Round 1: 1 + 3 x 3 = 10 calls; round 2 fits its proposer call and one evaluation.
+        # Round 1: 1 + 3 x 1 = 4 calls (12 texts fit one judge prompt); round 2 fits its
+        # proposer call and one evaluation.
         assert [r["evaluated"] for r in body["history"]] == [3, 1]
     if "max_tokens" in options:
         assert body["usage"]["total_tokens"] <= options["max_tokens"]
@@ -263,7 +264,7 @@ def test_the_server_caps_the_budget(search_client):
 
 def test_a_budget_too_small_for_one_round_is_a_400(search_client):
     client, stub, _ = search_client()
-    response = client.post("/explain", json={"activations": TEXTS, "strategy": "search", "max_llm_calls": 2})
+    response = client.post("/explain", json={"activations": TEXTS, "strategy": "search", "max_llm_calls": 1})
     assert_error(response, 400, "invalid_request", "budget")
     assert stub.calls() == 0
 

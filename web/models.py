@@ -103,7 +103,13 @@ class _ScoringOptions(_Authenticated):
         description="detection, fuzzing, embedding, intruder: a text (or token) activates when its max "
         "activation is at least this fraction of the request's max activation",
     )
-    batch_size: JsonInt = Field(default=5, ge=1, le=50, description="detection, fuzzing: texts per LLM prompt")
+    batch_size: OptionalJsonInt = Field(
+        default=None,
+        ge=1,
+        le=50,
+        description="detection, fuzzing: most texts per LLM prompt (default: as many as "
+        "SIMULATOR_BATCH_TOKENS allows)",
+    )
     random_fraction: FiniteNumber = Field(
         default=0.5,
         gt=0,

@@ -38,7 +38,9 @@ DEFAULT_MAX_LLM_CALLS = 100
 DEFAULT_MAX_TOKENS = 150_000
 DEFAULT_HYPOTHESES_PER_ROUND = 5
 DEFAULT_PATIENCE = 2
-JUDGE_BATCH_SIZE = 5  # texts per judge prompt (delphi's number)
+# Texts per judge prompt: None lets the token budget (SIMULATOR_BATCH_TOKENS) decide, so one
+# prompt usually holds every text and the provider's prefix cache serves them to the next condition.
+JUDGE_BATCH_SIZE = None
 
 
 @dataclass(frozen=True)

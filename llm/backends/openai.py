@@ -395,6 +395,7 @@ class OpenAIBackend:
             llm_calls=1,
             prompt_tokens=int(prompt),
             completion_tokens=int(completion),
+            cached_prompt_tokens=_cached_tokens(usage, int(prompt)),
             estimated=estimated,
         )
         call.cost_usd = estimate_cost(call, model, self._prices)
@@ -407,6 +408,19 @@ def _estimate(count: Callable[[], int]) -> int:
     except Exception as exc:  # no tokenizer: a rough figure beats none
         log.warning("token estimate without tiktoken (%s)", exc)
         return 0
+
+
+def _cached_tokens(usage: Any, prompt_tokens: int) -> int:
+    """Prompt tokens served from the provider's prefix cache (`prompt_tokens_details.cached_tokens`,
+    as OpenAI and vLLM report them); 0 when the answer does not say."""
+    details = getattr(usage, "prompt_tokens_details", None) if usage is not None else None
+    if isinstance(details, dict):
+        cached = details.get("cached_tokens")
+    else:
+        cached = getattr(details, "cached_tokens", None)
+    if isinstance(cached, bool) or not isinstance(cached, (int, float)) or not math.isfinite(cached):
+        return 0
+    return min(max(0, int(cached)), max(0, prompt_tokens))
 
 
 def _first_choice(response: Any) -> Any:

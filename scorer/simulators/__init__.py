@@ -19,17 +19,23 @@ class SimulatorSpec:
     module: str  # under scorer.simulators
     cls: str
     needs: frozenset[str]  # backend capabilities; empty: runs without an LLM
+    # The constructor's keyword for SIMULATOR_BATCH_TOKENS (most text tokens a call), if it batches.
+    batch_tokens: str | None = None
 
     def build(self, parts: SimulatorParts) -> Simulator:
         simulator = getattr(import_module(f"scorer.simulators.{self.module}"), self.cls)
         if not self.needs:
             return simulator(embedder=parts.embedder)
-        return simulator(parts.backend, parts.model, cache=parts.cache, concurrency=parts.concurrency)
+        options = {}
+        if self.batch_tokens and parts.batch_tokens:
+            options[self.batch_tokens] = parts.batch_tokens
+        return simulator(parts.backend, parts.model, cache=parts.cache, concurrency=parts.concurrency, **options)
 
 
 SIMULATORS: dict[str, SimulatorSpec] = {
     OFFLINE: SimulatorSpec("offline", "OfflineSimulator", frozenset()),
-    "batched": SimulatorSpec("batched", "BatchedSimulator", frozenset({CHAT})),
+    "batched": SimulatorSpec("batched", "BatchedSimulator", frozenset({CHAT}), "max_batch_tokens"),
+    "compact": SimulatorSpec("compact", "CompactSimulator", frozenset({CHAT}), "batch_tokens"),
     "json": SimulatorSpec("json_per_text", "JsonPerTextSimulator", frozenset({CHAT})),
     "logprob": SimulatorSpec("logprob_ev", "LogprobEVSimulator", frozenset({CHAT, TOP_LOGPROBS})),
     "all_at_once": SimulatorSpec("all_at_once", "AllAtOnceSimulator", frozenset({COMPLETIONS_LOGPROBS})),

@@ -64,3 +64,5 @@ class SimulatorParts:
     cache: Any = None
     concurrency: int = 8
     embedder: Any = None
+    # Most tokens of text in one LLM call (SIMULATOR_BATCH_TOKENS); None: the simulator's own.
+    batch_tokens: int | None = None

@@ -55,6 +55,7 @@ function usageText(answer) {
   const u = answer.usage || {};
   const parts = [`${u.llm_calls ?? 0} LLM calls`, `${u.total_tokens ?? 0} tokens`];
   if (u.cache_hits) parts.push(`${u.cache_hits} cached`);
+  if (u.cached_prompt_tokens) parts.push(`${u.cached_prompt_tokens} prompt tokens from the provider's cache`);
   if (Number.isFinite(u.estimated_cost_usd)) parts.push(`$${u.estimated_cost_usd.toFixed(4)}${u.estimated ? " (estimated)" : ""}`);
   else if (u.estimated) parts.push("estimated");
   return parts.join(" · ");
