@@ -141,7 +141,7 @@ def test_judge_prompt_keeps_the_texts_before_the_condition():
     b = build_messages(DETECTION, "furniture", rendered)
     assert a[:-1] == b[:-1]
     assert a[-1]["content"].startswith("Text 1: The fox\nText 2: A table\n\nDescription (quoted): \"animals\"")
-    assert b[-1]["content"].split("Description:")[0] == a[-1]["content"].split("Description:")[0]
+    assert b[-1]["content"].split("Description (quoted):")[0] == a[-1]["content"].split("Description (quoted):")[0]
 
 
 def test_a_second_condition_on_the_same_texts_is_mostly_cached(make_backend):
