@@ -102,3 +102,14 @@ def test_health_lists_the_backend_and_never_a_credential_in_its_url(make_client)
     assert health["openai_base_url"] == "https://gateway.example:8443/v1"
     text = str(health)
     assert "topsecret" not in text and "pw" not in text and "user" not in text
+
+
+def test_env_example_lists_every_setting():
+    import re
+    from dataclasses import fields
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / ".env.example").read_text()
+    listed = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]+)=", text, re.M))
+    missing = sorted(f.name.upper() for f in fields(Settings) if f.name.upper() not in listed)
+    assert missing == []
