@@ -19,7 +19,9 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN useradd --create-home --uid 10001 app && mkdir -p /app/var && chown -R app /app/var
+# The project itself (its packages and the neuron-interp command), its dependencies pinned above.
+RUN pip install --no-deps . && useradd --create-home --uid 10001 app \
+    && mkdir -p /app/var && chown -R app /app/var
 USER app
 
 EXPOSE 5000
