@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 from llm.cache import NullCache, SQLiteCache
 
@@ -58,25 +58,14 @@ class CacheEvents:
             log.debug("cache event subscriber failed", exc_info=True)
 
 
-class BrokenCache:
-    """The cache that could not be opened: every get a miss, every put skipped."""
+class BrokenCache(NullCache):
+    """The cache that could not be opened: every get a miss, every put skipped, and /health
+    says why."""
 
     def __init__(self, backend: str, where: str, reason: str) -> None:
         self.backend = backend
         self.where = where
         self.reason = reason
-
-    def get(self, parts: Mapping[str, Any] | str) -> Any | None:
-        return None
-
-    def put(self, parts: Mapping[str, Any] | str, value: Any) -> None:
-        return None
-
-    def __len__(self) -> int:
-        return 0
-
-    def clear(self) -> None:
-        return None
 
     def status(self) -> dict:
         return {
