@@ -5,7 +5,6 @@ middleware first, then one blueprint per concern, then the error table.
 """
 from __future__ import annotations
 
-import logging
 import os
 
 from flask import Flask
@@ -25,11 +24,9 @@ def create_app(config: Settings | None = None, runtime: Runtime | None = None) -
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length + 1
     app.extensions["settings"] = settings
     app.extensions["runtime"] = runtime = runtime or Runtime(settings)
-    logging.basicConfig(level=settings.log_level.upper())
-
     body_timeout.init_app(app, settings)
     proxy.init_app(app, settings)
-    observability.init_app(app, settings)
+    observability.init_app(app, settings)  # the JSON (or text) log handler, once
     runtime.cache_events.subscribe(app.extensions["metrics"].cache_error)
     limits.init_app(app, settings)
     app.before_request(start_clock)

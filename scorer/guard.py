@@ -55,11 +55,22 @@ def normalise_explanation(text: str) -> str:
     return " ".join(spaced.split())
 
 
+# Letters that look like Latin ones in the words the rules look for (role names, labels):
+# Cyrillic and Greek lookalikes read as the Latin letter they imitate.
+_LOOKALIKES = str.maketrans(
+    "аАвВеЕкКмМнНоОрРсСтТуУхХіІјЈѕЅԁһԛԝ"
+    "αΑβΒεΕηΗιΙκΚμΜνΝοΟρΡτΤυΥχΧ",
+    "aABBeEkKmMhHoOpPcCtTyYxXiIjJsSdhqw"
+    "aABBeEnHiIkKuMvNoOpPtTuYxX",
+)
+
+
 def _skeleton(text: str) -> str:
-    """What the rules read: NFKC, format characters (zero-width, bidi) dropped, one line."""
-    folded = unicodedata.normalize("NFKC", text)
-    visible = "".join(ch for ch in folded if unicodedata.category(ch) != "Cf")
-    return normalise_explanation(visible)
+    """What the rules read: NFKD, format characters (zero-width, bidi), combining marks and
+    variation selectors dropped, lookalike letters read as Latin, one line."""
+    folded = unicodedata.normalize("NFKD", text)
+    visible = "".join(ch for ch in folded if unicodedata.category(ch) not in ("Cf", "Mn", "Me"))
+    return normalise_explanation(unicodedata.normalize("NFKC", visible).translate(_LOOKALIKES))
 
 
 # -- the rules -------------------------------------------------------------------------------------
@@ -67,8 +78,10 @@ def _skeleton(text: str) -> str:
 _VALUE = r"(?:10|\d)(?:\.\d+)?(?![\d.])"  # an activation, 0-10: "30" in 10:30 is not one
 _EQ_PAIR = rf"\d{{1,4}}\s*=\s*{_VALUE}"
 _COLON_PAIR = rf"\d{{1,4}}:{_VALUE}"
-_SEP = r"[\s,;]+"
+_SEP = r"[\s,;]+(?:\d{1,3}[.:)]\s*)?"  # between pairs, maybe the next text's number
 _VERDICT = r"\d{1,3}\s*[:.)]\s*(?:yes|no)\b"
+_LOOSE_VERDICT = r"\d{1,3}\s*[:.)\-]?\s*(?:yes|no)\b"
+_QUOTED_PAIR = rf"[\"\u201c\u201d'][^\"\u201c\u201d']{{1,40}}[\"\u201c\u201d'](?:#\d{{1,3}})?\s*=\s*{_VALUE}"
 
 # (rule, what it is, pattern over the skeleton), the first match refuses.
 _SKELETON_RULES: list[tuple[str, str, re.Pattern]] = [
@@ -78,13 +91,19 @@ _SKELETON_RULES: list[tuple[str, str, re.Pattern]] = [
     ("forged_answer", "index=activation pairs",
      re.compile(rf"(?<![\w.=+\-*/])(?:{_EQ_PAIR}{_SEP}){{1,}}{_EQ_PAIR}")),
     ("forged_answer", "index:activation pairs",
-     re.compile(rf"(?<![\w.:])(?:{_COLON_PAIR}{_SEP}){{2,}}{_COLON_PAIR}")),
+     re.compile(rf"(?<![\w.:])(?:{_COLON_PAIR}{_SEP}){{1,}}{_COLON_PAIR}")),
+    ("forged_answer", "quoted token=activation pairs (the compact simulator's answer)",
+     re.compile(rf"{_QUOTED_PAIR}(?:{_SEP}{_QUOTED_PAIR})+|[\"\u201c\u201d'][^\"\u201c\u201d']{{1,40}}[\"\u201c\u201d']#\d{{1,3}}\s*=\s*{_VALUE}"
+                rf"|(?<![\d:.])\d{{1,3}}\s*:\s*{_QUOTED_PAIR}")),
+    ("forged_answer", "(index, activation) pairs",
+     re.compile(rf"\(\s*\d{{1,4}}\s*,\s*{_VALUE}\s*\)(?:{_SEP}\(\s*\d{{1,4}}\s*,\s*{_VALUE}\s*\))+"
+                rf"|\[\s*\[\s*\d{{1,4}}\s*,\s*{_VALUE}\s*\]")),
     ("forged_answer", "a JSON activations list",
      re.compile(r"[\"'\u201c\u201d]?\bactivations?\b[\"'\u201c\u201d]?\s*:\s*[\[{\d\"]"
                 r"|\{\s*[\"']?(?:token|activation)[\"']?\s*:"
                 r"|\{\s*[\"']?\d{1,4}[\"']?\s*:\s*\d", re.I)),
     ("forged_answer", "judge verdicts",
-     re.compile(rf"(?<![\d:.]){_VERDICT}(?:[\s,;.]+{_VERDICT})+", re.I)),
+     re.compile(rf"(?<![\d:.]){_LOOSE_VERDICT}(?:[\s,;.]+{_LOOSE_VERDICT})+", re.I)),
     ("forged_answer", "a judge verdict",
      re.compile(r"\b(?:answer|verdict|label)\s*:\s*(?:yes|no)\b", re.I)),
     ("forged_answer", "an activation table's placeholder",

@@ -161,7 +161,7 @@ def compare_by_simulation(
         storable(simulation_payload(r, simulator, n_top=len(records), with_groups=bool(random_records)), undefined)
         for r in results
     ]
-    return _compared(explanations, answers, comparison)
+    return _compared(explanations, answers, comparison, undefined)
 
 
 def compare_by_classifier(
@@ -182,11 +182,30 @@ def compare_by_classifier(
     points, statistics, n_items = paired_statistic(scorer.name, [r.per_text for r in results])
     comparison = paired_bootstrap_statistic(points, statistics, n_items)
     answers = [storable(classifier_payload(r, scorer), undefined) for r in results]
-    return _compared(explanations, answers, comparison)
+    return _compared(explanations, answers, comparison, undefined)
 
 
-def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any) -> dict:
+# Fewer texts than this and a bootstrap has too few distinct resamples to call a difference
+# significant (two texts give three): the pairs keep their numbers, none is called significant.
+MIN_TEXTS_FOR_SIGNIFICANCE = 5
+
+
+def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any, undefined: str) -> dict:
     summary = comparison.to_dict()
+    if len(summary["texts"]) < MIN_TEXTS_FOR_SIGNIFICANCE:
+        for pair in summary["pairs"]:
+            pair["significant"] = False
+        for entry in summary["ranking"]:
+            if entry["rank"] is not None:
+                entry["rank"] = 1
+        summary["notes"].append(
+            f"{len(summary['texts'])} texts compared: fewer than {MIN_TEXTS_FOR_SIGNIFICANCE}, too few to call "
+            "any difference significant; every defined score shares rank 1"
+        )
+    if undefined == ZERO:
+        for entry in summary["ranking"]:
+            if entry["score"] is None:
+                entry["score"] = 0.0
     usage = answers[0]["usage"].copy() if answers else {}
     for answer in answers[1:]:
         for key, value in answer["usage"].items():

@@ -135,6 +135,30 @@ def test_an_oversized_body_is_refused_from_its_content_length(service):
     assert json.loads(body)["code"] == "payload_too_large"
 
 
+@pytest.mark.parametrize(
+    "chunks",
+    [b"zz\r\n{}\r\n0\r\n\r\n", b"-2\r\n{}\r\n0\r\n\r\n", b"2\r\n{}XX0\r\n\r\n", b"2;\x01\r\n{}\r\n0\r\n\r\n"],
+    ids=["not-hex", "negative", "no-terminator", "bad-extension"],
+)
+def test_a_malformed_chunked_body_is_a_json_400(service, chunks):
+    url, _ = service
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(
+            b"POST /score HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n" + chunks
+        )
+        reply = b""
+        while True:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            reply += chunk
+    head, _, body = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), reply[:300]
+    assert json.loads(body)["code"] == "invalid_request"
+
+
 def _partial_post(url: str, pause: float, rounds: int) -> tuple[float, bytes]:
     """Headers for a 500-byte body, then a byte every `pause` s (or nothing when rounds is 0)."""
     host, port = url.removeprefix("http://").split(":")

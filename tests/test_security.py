@@ -324,3 +324,11 @@ def test_a_non_ascii_key_works_in_a_header_as_in_the_body(make_client, where):
     wrong = "clé-secrète-密X".encode("utf-8").decode("latin-1")
     refused = client.post("/score", json=body(), headers={where: wrong if where == "X-Secret-Key" else f"Bearer {wrong}"})
     assert refused.status_code == 401
+
+
+def test_a_number_of_thousands_of_digits_is_a_plain_400(client):
+    raw = b'{"explanation": "x", "activations": [{"tokens": ["a"], "values": [' + b"1" * 5000 + b"]}]}"
+    response = post_raw(client, raw)
+    assert_error(response, 400, "invalid_request")
+    assert "more digits than the service reads" in response.get_json()["error"]
+    assert "sys." not in response.get_json()["error"]  # no advice meant for the server's own code

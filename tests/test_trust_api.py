@@ -229,3 +229,19 @@ def test_unknown_keys_are_named_in_warnings_and_known_ones_are_not(client):
     assert body["warnings"] == ["unknown key 'simulater' ignored; did you mean 'simulator'?"]
     clean = strict(client.post("/score", json={**NEURONPEDIA_EXAMPLE, "dataclass_name": "X"}))
     assert "warnings" not in clean
+
+
+def test_compare_calls_nothing_significant_on_too_few_texts(client):
+    body = strict(client.post("/compare", json={"explanations": ["fast animals", "colours", "the token fox"],
+                                                "activations": NEURONPEDIA_EXAMPLE["activations"]}))
+    assert len(body["texts_compared"]) == 2
+    assert all(pair["significant"] is False for pair in body["pairs"])
+    assert {entry["rank"] for entry in body["ranking"]} == {1}
+    assert any("too few to call" in note for note in body["notes"])
+
+
+def test_compare_with_undefined_score_zero_writes_numbers_in_the_ranking_too(make_client):
+    client = make_client(undefined_score="zero")
+    body = strict(client.post("/compare", json={"explanations": ["fast animals", "colours"], "activations": [ZERO_TEXT, ZERO_TEXT]}))
+    assert [r["score"] for r in body["results"]] == [0.0, 0.0]
+    assert [entry["score"] for entry in body["ranking"]] == [0.0, 0.0]

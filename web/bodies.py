@@ -60,6 +60,8 @@ def parse_json_body(raw: bytes) -> Any:
     except RecursionError:
         raise invalid("the JSON body is nested too deeply") from None
     except ValueError as exc:
+        if "integer string conversion" in str(exc):  # Python's guard against huge integers
+            raise invalid("malformed JSON: a number has more digits than the service reads") from None
         raise invalid(f"malformed JSON: {exc}") from None
 
 

@@ -1,4 +1,5 @@
-"""A client that sends its body slowly must not hold a worker thread: 408, not a hang.
+"""A client that sends its body slowly must not hold a worker thread: 408, not a hang; and a
+body whose framing the server cannot read (a bad chunk size) is a 400, not a 500.
 
 gunicorn's threads read the body in the request's own thread, with no time limit of
 their own. Under gunicorn, `gunicorn.conf.py` (pre_request) gives each request's body
@@ -14,7 +15,7 @@ import time
 from typing import Any
 
 from flask import Flask
-from werkzeug.exceptions import RequestTimeout
+from werkzeug.exceptions import BadRequest, HTTPException, RequestTimeout
 
 from runtime.settings import Settings
 
@@ -36,7 +37,11 @@ class _DeadlineInput:
         try:
             return read(*args)
         except TimeoutError:  # the socket timeout of gunicorn.conf.py's pre_request
-            raise RequestTimeout(f"the client sent nothing for {self._seconds:g} s") from None
+            raise RequestTimeout(f"the client stopped sending for {self._seconds:g} s") from None
+        except HTTPException:
+            raise
+        except Exception as exc:  # the server's body reader refused the framing (a bad chunk size, ...)
+            raise BadRequest(f"the request body is malformed ({type(exc).__name__})") from None
 
     def read(self, *args):
         return self._guard(self._stream.read, *args)

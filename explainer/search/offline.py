@@ -33,13 +33,22 @@ def high_tokens(records: Sequence[ActivationRecord], scale: float, threshold: in
         for token, value in zip(record.tokens, scaled.values):
             key = " ".join(token.split()).casefold()
             # Whitespace has no quotable form in a one-line condition; a key holding both
-            # kinds of quotes cannot be quoted either.
-            if value < threshold or not key or ('"' in key and "\u201d" in key):
+            # kinds of quotes cannot be quoted either, nor one that is not Unicode text (a lone
+            # surrogate, which JSON lets a token carry): an explanation must be text /score takes.
+            if value < threshold or not key or ('"' in key and "\u201d" in key) or not _is_text(key):
                 continue
             total[key] += value
             peak[key] = max(peak[key], value)
     ranked = sorted(total, key=lambda k: (-total[k], -peak[k], k))
     return ranked[:MAX_TOKENS_CONSIDERED]
+
+
+def _is_text(token: str) -> bool:
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _quote(token: str) -> str:

@@ -133,6 +133,7 @@ class OpenAIBackend:
         top_logprobs: int | None = None,
         deadline: float | None = None,
     ) -> Completion:
+        messages = [{**m, "content": sendable(m["content"])} if isinstance(m.get("content"), str) else m for m in messages]
         kwargs: dict[str, Any] = {"model": model, "messages": messages, "temperature": temperature}
         if max_tokens is not None:
             kwargs["max_tokens"] = max_tokens
@@ -177,6 +178,7 @@ class OpenAIBackend:
         logprobs: int = 5,
         deadline: float | None = None,
     ) -> Completion:
+        prompt = sendable(prompt)
         kwargs: dict[str, Any] = {
             "model": model,
             "prompt": prompt,
@@ -230,7 +232,7 @@ class OpenAIBackend:
 
         from llm.backend import Embeddings
 
-        texts = [str(t) for t in texts]
+        texts = [sendable(str(t)) for t in texts]
         sent = [i for i, t in enumerate(texts) if t.strip()]
         rows: list[Any] = [None] * len(texts)
         usage = Usage()
@@ -400,6 +402,16 @@ class OpenAIBackend:
         )
         call.cost_usd = estimate_cost(call, model, self._prices)
         return call
+
+
+def sendable(text: str) -> str:
+    """The text as a request body can carry it: a lone surrogate (JSON lets a caller send
+    "\\ud800" in a token) cannot be encoded as UTF-8, so it is written as the escape text."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join(f"\\u{ord(ch):04x}" if 0xD800 <= ord(ch) <= 0xDFFF else ch for ch in text)
 
 
 def _estimate(count: Callable[[], int]) -> int:
