@@ -37,10 +37,24 @@ SCORE_OPTIONS = ("simulator", "scorer", "model")
 
 class HttpTransport:
     """Round robin over the services at `urls`; a service that cannot be reached is skipped
-    for that request (the next one is tried), so a dead replica costs no latent."""
+    for that request (the next one is tried), so a dead replica costs no latent.
 
-    def __init__(self, urls: list[str], *, secret: str | None = None, timeout: float = 300.0, retries: int = 5):
-        self.clients = [Client(url, secret=secret, timeout=timeout, retries=retries) for url in urls]
+    Each service's connection pool holds `connections` kept-alive connections: as many as
+    latents in flight (`--concurrency`), since any of them may be talking to one service at
+    once. (requests' default of 10 would close and reopen a connection per request past 10.)"""
+
+    def __init__(self, urls: list[str], *, secret: str | None = None, timeout: float = 300.0, retries: int = 5,
+                 connections: int = 10):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.clients = []
+        for url in urls:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self.clients.append(Client(url, secret=secret, timeout=timeout, retries=retries, session=session))
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
@@ -348,7 +362,9 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, InputError) as exc:
         print(f"neuron-interp batch: {exc}", file=sys.stderr)
         return 2
-    transport = HttpTransport(args.url, secret=args.secret) if args.url else InProcessTransport()
+    transport = (
+        HttpTransport(args.url, secret=args.secret, connections=args.concurrency) if args.url else InProcessTransport()
+    )
     options = Options(args.explain, args.simulator, args.scorer, args.model, args.explainer)
 
     def progress(total: int):
