@@ -200,6 +200,17 @@ class Stack:
             "redis": self.pids(r"stack: redis .*\(pid (\d+)"),
         }
 
+    def redis_memory(self) -> tuple[int, int]:
+        """Redis's used_memory in bytes and the cache's entries (db 0)."""
+        import redis
+
+        (port,) = self.pids(r"stack: redis +redis://127\.0\.0\.1:(\d+)")
+        client = redis.Redis(host="127.0.0.1", port=port, db=0)
+        try:
+            return int(client.info("memory")["used_memory"]), int(client.dbsize())
+        finally:
+            client.close()
+
     def upstreams(self, since: int) -> Counter:
         """Requests per replica address in nginx's access log, from line `since` on."""
         counts: Counter = Counter()
@@ -319,7 +330,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
     second = tmp / "latents-second.jsonl"  # the same latents, other markers: a second measurement
     write_input(second, args.latents, tag="second-")
     warm = tmp / "warm.jsonl"
-    results: dict = {"throughput": [], "repeat": None, "formats": {}}
+    results: dict = {"throughput": [], "repeat": None, "formats": {}, "redis": None}
     with StubOpenAI(ExplainerResponder(), delay=args.delay) as stub:
         env = service_env(stub)
         for n in args.replicas:
@@ -327,6 +338,7 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
             stack = Stack(n, env, tmp / "stack.log")
             try:
                 concurrency = args.per_replica * n
+                redis_before = stack.redis_memory()
                 # Every worker's first requests (imports, the offline model) are not measured.
                 write_input(warm, 8 * n * 2, tag="warm-")
                 for mode, extra in (("llm", []), ("offline", ["--explainer", "offline", "--simulator", "offline"])):
@@ -344,6 +356,10 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
                         show_run(run)
                 if n == args.replicas[-1]:
                     first = firsts["llm"]
+                    used, entries = stack.redis_memory()
+                    scored = sum(run.latents for run in results["throughput"] if run.replicas == n and run.mode == "llm")
+                    results["redis"] = {"bytes": used - redis_before[0], "entries": entries - redis_before[1],
+                                        "latents": scored + 8 * n * 2}
                     again = batch(f"{n} replica(s), llm, again", source, tmp / f"out-{n}-llm-again.jsonl", env=env,
                                   stub=stub, urls=[stack.url], concurrency=concurrency, stack=stack)
                     again.replicas, again.first = n, first
@@ -449,16 +465,30 @@ def report(args: argparse.Namespace, results: dict) -> str:
         out.append("")
         repeats = sum(len(latent.activations) - len({json.dumps(t["tokens"]) for t in latent.activations})
                       for latent in base_latents())
+        early = first.usage.get("cache_hits", 0)
         out.append(
-            f"The first run's {first.usage.get('cache_hits', 0):,} hits: the export repeats some texts within a "
-            f"latent's top 20 ({repeats} repeats over the 3 latents), which is where they can come from; not "
-            f"traced further. "
-            f"Scoring calls: {1 - again_score / max(first_score, 1):.1%} served from the cache; all calls: "
+            (f"The first run's cache hit(s), {early:,}: the export repeats some texts within a latent's top 20 "
+             f"({repeats} repeats over the 3 latents), which is where they can come from; not traced further. "
+             if early else "")
+            + f"Scoring calls: {1 - again_score / max(first_score, 1):.1%} served from the cache; all calls: "
             f"{hits:.1%}. The explainer's calls are not cached (it gets no cache from `runtime/root.py`, and "
             f"samples at temperature 1.0 by default), so each run into a fresh OUTPUT pays for its explanations "
             f"again: resuming into the same OUTPUT, which skips the latents already written, is what avoids "
             f"paying twice. nginx spread the second run's requests over the replicas {spread}, round robin, "
             f"so most scoring answers were served by another replica than the one that paid for them.\n"
+        )
+    memory = results["redis"]
+    if memory and memory["entries"]:
+        per_entry = memory["bytes"] / memory["entries"]
+        per_latent = memory["bytes"] / memory["latents"]
+        out.append(
+            f"Redis's memory: {memory['entries']:,} cache entries (one per distinct scored text and explanation) for the "
+            f"{memory['latents']:,} LLM-scored latents of that stack, {memory['bytes'] / 1e6:.1f} MB more "
+            f"`used_memory` than at its start: {per_entry:,.0f} bytes an entry, {per_latent / 1e3:,.1f} kB a "
+            f"latent of 20 texts. Keeping every answer of 1,000,000 latents would take about "
+            f"{per_latent * 1e6 / 1e9:,.0f} GB; the stack's default `REDIS_MAXMEMORY=256mb` keeps the "
+            f"{256e6 / per_latent:,.0f} most recently used latents' answers (allkeys-lru), which a bulk run "
+            f"needs only for reruns into a fresh OUTPUT.\n"
         )
     formats = results["formats"]
     explain = formats["explain"]
