@@ -524,6 +524,11 @@ def rate(group: list[Run]) -> float:
     return sum(run.latents for run in group) / sum(run.elapsed for run in group) * 60
 
 
+def spread(group: list[Run]) -> float:
+    rates = [run.per_minute for run in group]
+    return (max(rates) - min(rates)) / min(rates)
+
+
 def ceiling(run: Run) -> float:
     per_latent = sum(run.cpu.values()) / max(run.latents, 1)
     return 120 / per_latent if per_latent else float("nan")
@@ -554,10 +559,12 @@ def reading(args: argparse.Namespace, runs: list[Run], ideal_per_replica: float)
             limit = f"at {max(llm)} replicas the machine was still only {busy:.0%} busy"
         stub_share = sum(run.cpu.get("this process (stub)", 0) for run in last) / max(
             sum(sum(run.cpu.values()) for run in last), 1e-9)
+        stub_cores = sum(run.cpu.get("this process (stub)", 0) for run in last) / sum(run.elapsed for run in last)
         text.append(
             f"LLM: {'; '.join(steps)}. Throughput grows near-linearly while cores are idle and stops as they "
             f"fill; {limit}. Every part shares the 2 cores, the stub among them ({stub_share:.0%} of the CPU at "
-            f"{max(llm)} replicas; a hosted model's CPU is not on this machine). A latent in flight holds one "
+            f"{max(llm)} replicas; a hosted model's CPU is not on this machine). The stub itself, one Python "
+            f"process, used {stub_cores:.2f} of a core there, so it was not what stopped the growth. A latent in flight holds one "
             f"thread of a replica and mostly waits on the backend: with a real model's latency (seconds, not "
             f"{args.delay:g} s) the same CPU serves many more latents in flight, and the backend's concurrency "
             f"becomes the limit (below)."
@@ -569,9 +576,10 @@ def reading(args: argparse.Namespace, runs: list[Run], ideal_per_replica: float)
         per_latent = sum(run.cpu.get("replicas", 0) for run in first) / max(sum(run.latents for run in first), 1)
         text.append(
             f"Offline: CPU-bound from the first replica (the machine {busy:.0%} busy: its 2 workers use both "
-            f"cores), so more replicas on this machine cannot add throughput (the table: "
+            f"cores), so more replicas on this machine have no idle core to use (the table: "
             f"{', '.join(f'{rate(group) / rate(first):.2f}x' for r, group in offline.items() if r != min(offline))}; "
-            f"each run lasts a few seconds, on a machine shared with other work). Replicas help offline work only on more "
+            f"the two runs at {min(offline)} replica(s) differ by {spread(first):.0%} themselves: runs of a few "
+            f"seconds on a machine shared with other work). Replicas help offline work only on more "
             f"cores or more machines. The copies share their texts (one marker word apart), so the offline "
             f"simulator's word caches are warm here: {per_latent * 1000:.0f} ms of the replicas' CPU per latent, "
             f"explaining and scoring together; a dictionary of new texts takes the cold path, 35-48 ms of CPU per "
@@ -589,50 +597,57 @@ def paper(args: argparse.Namespace, results: dict) -> str:
     formats = results["formats"]
     explain, batched, json_run = formats["explain"], formats["batched"], formats["json"]
     n = 1_000_000
-    latency, inflight = args.call_latency, args.backend_concurrency
+    latency, levels = args.call_latency, args.backend_concurrency
     lines = ["### 1,000,000 latents, on paper\n"]
     lines.append(
         f"Assumptions, not measurements: gpt-4o-mini at its list prices of ${PRICES['gpt-4o-mini'][0]:.2f} "
         f"per million input and ${PRICES['gpt-4o-mini'][1]:.2f} per million output tokens (no batch-API "
         f"discount, no cached-input discount); {latency:g} s per LLM call (the stub answers in "
         f"{args.delay:g} s; a hosted model's latency at these prompt sizes is not measured here); "
-        f"{inflight} calls in flight at the backend. Measured: the tokens and calls per latent above; the "
-        f"replicas' CPU per latent in the table above.\n"
+        f"{' or '.join(map(str, levels))} calls in flight at the backend. Measured: the tokens and calls per "
+        f"latent above; the replicas' CPU per latent in the table above.\n"
     )
-    lines.append("| pipeline | calls | input tokens | output tokens | cost | hours at "
-                 f"{inflight} calls in flight | latents in flight | replicas (2 x 8 threads) |")
-    lines.append("|---|---|---|---|---|---|---|---|")
+    lines.append("| pipeline | calls | input tokens | output tokens | cost | calls in flight | hours "
+                 "| latents in flight | replicas (2 x 8 threads) |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
     llm_runs = [run for run in results["throughput"] if run.mode == "llm"]
+    explain_calls = explain.usage.get("llm_calls", 0) / max(explain.latents, 1)
     for name, score in (("explain + score `batched`", batched), ("explain + score `json`", json_run)):
-        calls = (explain.usage.get("llm_calls", 0) + score.usage.get("llm_calls", 0)) / max(explain.latents, 1)
         score_calls = score.usage.get("llm_calls", 0) / max(score.latents, 1)
+        calls = explain_calls + score_calls
         p = (explain.per_latent("prompt_tokens") + score.per_latent("prompt_tokens")) * n
         c = (explain.per_latent("completion_tokens") + score.per_latent("completion_tokens")) * n
-        hours = n * calls * latency / inflight / 3600
         # A latent holds one call while explained, then its score's calls at once (up to
         # LLM_CONCURRENCY=8): calls in flight per latent in flight, averaged over its time.
-        parallel = min(score_calls, 8)
-        per_latent_inflight = (1 * latency + score_calls * latency) / (latency + math.ceil(score_calls / parallel) * latency)
-        latents_inflight = inflight / per_latent_inflight
-        replicas = math.ceil(latents_inflight / 16)
-        lines.append(
-            f"| {name} | {calls * n / 1e6:.0f} M | {p / 1e9:.2f} B | {c / 1e9:.3f} B | ${cost(p, c):,.0f} "
-            f"| {hours:,.1f} | {latents_inflight:,.0f} | {replicas} |"
-        )
+        rounds = math.ceil(score_calls / min(score_calls, 8))
+        per_latent_inflight = (explain_calls + score_calls) / (1 + rounds)
+        for inflight in levels:
+            hours = n * calls * latency / inflight / 3600
+            latents_inflight = inflight / per_latent_inflight
+            lines.append(
+                f"| {name} | {calls * n / 1e6:.0f} M | {p / 1e9:.2f} B | {c / 1e9:.3f} B | ${cost(p, c):,.0f} "
+                f"| {inflight} | {hours:,.1f} | {latents_inflight:,.0f} | {math.ceil(latents_inflight / 16)} |"
+            )
     lines.append("")
+    lines.append(
+        "A latent in flight is one request at a time on one replica thread (`batch --concurrency` = latents in "
+        "flight); 16 threads a replica (the defaults, 2 workers x 8).\n"
+    )
     if llm_runs:
-        cpu = max(run.cpu.get("replicas", 0) / max(run.latents, 1) for run in llm_runs)
-        rate = n / (n * (explain.usage.get("llm_calls", 0) + batched.usage.get("llm_calls", 0))
-                    / max(explain.latents, 1) * latency / inflight)
+        parts = ("replicas", "nginx", "redis", "batch command")
+        cpu = max(sum(run.cpu.get(part, 0) for part in parts) / max(run.latents, 1) for run in llm_runs)
         tokens = (explain.per_latent("prompt_tokens") + explain.per_latent("completion_tokens")
                   + batched.per_latent("prompt_tokens") + batched.per_latent("completion_tokens"))
-        lines.append(
-            f"With `batched`: {rate:.1f} latents/s ({rate * 60:,.0f}/min) at {inflight} calls in flight; the "
-            f"replicas' CPU, at most {cpu * 1000:.0f} ms per latent above, is {rate * cpu:.2f} cores at that rate, "
-            f"so replicas are needed for threads (one per latent in flight), not for CPU. The backend must "
-            f"also allow {tokens * rate * 60 / 1e6:.1f} M tokens and {rate * 60 * (explain.usage.get('llm_calls', 0) + batched.usage.get('llm_calls', 0)) / max(explain.latents, 1):,.0f} "
-            f"requests per minute (a provider's rate limits are not modelled here).\n"
-        )
+        calls = explain_calls + batched.usage.get("llm_calls", 0) / max(batched.latents, 1)
+        for inflight in levels:
+            rate = inflight / (calls * latency)
+            lines.append(
+                f"With `batched` at {inflight} calls in flight: {rate:.1f} latents/s ({rate * 60:,.0f}/min). The "
+                f"CPU of the replicas, nginx, Redis and the batch command, at most {cpu * 1000:.0f} ms per latent "
+                f"above, comes to {rate * cpu:.2f} cores at that rate: the replicas are counted by threads, the "
+                f"cores by this figure. The backend must allow {tokens * rate * 60 / 1e6:.1f} M tokens and "
+                f"{rate * 60 * calls:,.0f} requests per minute (a provider's rate limits are not modelled here).\n"
+            )
     offline = [run for run in results["throughput"] if run.mode == "offline"]
     if offline:
         cpu = min(sum(run.cpu.get(p, 0) for p in ("replicas", "nginx", "redis")) / max(run.latents, 1) for run in offline)
@@ -667,10 +682,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--delay", type=float, default=0.3, help="the stub's seconds per call (default 0.3)")
     parser.add_argument("--format-latents", type=int, default=30, help="latents for the token counts (default 30)")
     parser.add_argument("--call-latency", type=float, default=2.0, help="on paper: seconds per LLM call (default 2)")
-    parser.add_argument("--backend-concurrency", type=int, default=64, help="on paper: calls in flight (default 64)")
+    parser.add_argument("--backend-concurrency", default="64,256", help="on paper: calls in flight (default 64,256)")
     parser.add_argument("--no-write", action="store_true", help="print only; leave bench/RESULTS.md alone")
     args = parser.parse_args(argv)
     args.replicas = [int(r) for r in args.replicas.split(",")]
+    args.backend_concurrency = [int(k) for k in args.backend_concurrency.split(",")]
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
         results = measure(args, Path(tmp))
