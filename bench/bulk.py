@@ -368,6 +368,13 @@ def measure(args: argparse.Namespace, tmp: Path) -> dict:
             finally:
                 stack.stop()
                 print(f"stack with {n} replica(s): stopped", flush=True)
+                logged = (tmp / "stack.log").read_text(encoding="utf-8", errors="replace").splitlines()
+                worse = [line for line in logged if '"level": "WARNING"' in line or '"level": "ERROR"' in line
+                         or not line.startswith("{")]
+                print(f"  the stack's standard error: {len(logged)} lines, {len(worse)} warnings, errors or other lines", flush=True)
+                for line in worse[:5]:
+                    print(f"    {line[:300]}", flush=True)
+                (tmp / "stack.log").unlink()
 
         # (c) tokens per latent by format, in process, no cache, no delay.
         stub.delay = 0.0
@@ -399,6 +406,9 @@ def show_run(run: Run) -> None:
     )
     if run.upstreams:
         print(f"    requests per replica: {dict(run.upstreams)}", flush=True)
+    warnings = [line for line in run.summary.splitlines() if "WARNING" in line or "Traceback" in line]
+    if warnings:
+        print(f"    the batch command warned {len(warnings)} time(s), first: {warnings[0][:300]}", flush=True)
 
 
 # -- the report ---------------------------------------------------------------------------------
