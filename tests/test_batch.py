@@ -216,3 +216,29 @@ def test_every_latent_in_flight_keeps_its_connection_to_a_service(tmp_path, capl
     assert summary.written == 64 and summary.retry_later == 0
     assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
     assert len(accepted) <= 16  # 128 requests over at most one connection per latent in flight
+
+
+def test_a_cost_cap_the_service_cannot_price_stops_the_run(tmp_path):
+    # Without MODEL_PRICES the service answers `estimated_cost_usd: null`: a --max-cost-usd
+    # run stops after the first latent that spent tokens, rather than spending without a limit.
+    latents = read_latents(EXPORT)
+    with StubOpenAI() as stub:
+        unpriced = app_transport(openai_base_url=stub.base_url, simulator="batched", explainer_backend="offline")
+        output = Output(tmp_path / "unpriced.jsonl")
+        summary = run(latents, output, unpriced, Options(), concurrency=1, max_cost_usd=100.0)
+        output.close()
+        assert "--max-cost-usd 100.0 cannot be kept" in summary.stopped_because
+        assert "MODEL_PRICES" in summary.stopped_because
+        first = lines(tmp_path / "unpriced.jsonl")
+        assert len(first) == 1 and first[0]["usage"]["unpriced_tokens"] > 0
+        assert summary.retry_later == len(latents) - 1
+        assert "tokens with no price" in summary.render()
+        # Priced, the same cap lets every latent through and the cost is counted.
+        priced = app_transport(openai_base_url=stub.base_url, simulator="batched", explainer_backend="offline",
+                               model_prices="gpt-4o-mini=0.15/0.60")
+        output = Output(tmp_path / "priced.jsonl")
+        summary = run(latents, output, priced, Options(), concurrency=1, max_cost_usd=100.0)
+        output.close()
+    assert summary.stopped_because == "done" and summary.written == len(latents)
+    assert summary.cost_usd > 0 and summary.unpriced_tokens == 0
+    assert all("unpriced_tokens" not in line["usage"] for line in lines(tmp_path / "priced.jsonl"))
