@@ -37,10 +37,24 @@ SCORE_OPTIONS = ("simulator", "scorer", "model")
 
 class HttpTransport:
     """Round robin over the services at `urls`; a service that cannot be reached is skipped
-    for that request (the next one is tried), so a dead replica costs no latent."""
+    for that request (the next one is tried), so a dead replica costs no latent.
 
-    def __init__(self, urls: list[str], *, secret: str | None = None, timeout: float = 300.0, retries: int = 5):
-        self.clients = [Client(url, secret=secret, timeout=timeout, retries=retries) for url in urls]
+    Each service's connection pool holds `connections` kept-alive connections: as many as
+    latents in flight (`--concurrency`), since any of them may be talking to one service at
+    once. (requests' default of 10 would close and reopen a connection per request past 10.)"""
+
+    def __init__(self, urls: list[str], *, secret: str | None = None, timeout: float = 300.0, retries: int = 5,
+                 connections: int = 10):
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        self.clients = []
+        for url in urls:
+            session = requests.Session()
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(1, connections))
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            self.clients.append(Client(url, secret=secret, timeout=timeout, retries=retries, session=session))
         self._turn = itertools.count()
         self._lock = threading.Lock()
 
@@ -149,13 +163,23 @@ def process(latent: Latent, transport: Any, options: Options) -> dict:
     return line
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _add_usage(total: dict, usage: Any) -> None:
+    """Adds one response's usage to the line's. Tokens the service put no price on (no
+    MODEL_PRICES for that model: `estimated_cost_usd` null) are also counted apart, as
+    `unpriced_tokens`, so that a cost cap knows it cannot see them."""
     if not isinstance(usage, dict):
         return
     for key in ("llm_calls", "prompt_tokens", "completion_tokens", "cache_hits", "cached_prompt_tokens", "estimated_cost_usd"):
         value = usage.get(key)
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        if _number(value):
             total[key] = total.get(key, 0) + value
+    tokens = sum(usage.get(key) for key in ("prompt_tokens", "completion_tokens") if _number(usage.get(key)))
+    if tokens and not _number(usage.get("estimated_cost_usd")):
+        total["unpriced_tokens"] = total.get("unpriced_tokens", 0) + tokens
 
 
 # -- the output file ----------------------------------------------------------------
@@ -212,6 +236,7 @@ class Summary:
     scores: list[float] = field(default_factory=list)
     tokens: int = 0
     cost_usd: float = 0.0
+    unpriced_tokens: int = 0  # tokens with no estimated cost: the cost is at least cost_usd
     stopped_because: str = "done"
     elapsed: float = 0.0
     transient: list[str] = field(default_factory=list)
@@ -221,6 +246,7 @@ class Summary:
         usage = line.get("usage") or {}
         self.tokens += int(usage.get("prompt_tokens", 0) + usage.get("completion_tokens", 0))
         self.cost_usd += float(usage.get("estimated_cost_usd", 0.0))
+        self.unpriced_tokens += int(usage.get("unpriced_tokens", 0))
         if line.get("error"):
             self.errors += 1
         elif line.get("score") is not None:
@@ -233,8 +259,9 @@ class Summary:
             f"latents: {self.total} in the input, {self.skipped} already in the output, {self.written} written "
             f"({self.errors} refused by the service, {self.with_failures} with failed texts), "
             f"{self.retry_later} left for a rerun",
-            f"tokens: {self.tokens:,}; estimated cost: ${self.cost_usd:.4f}; {self.elapsed:.1f} s; "
-            f"stopped: {self.stopped_because}",
+            f"tokens: {self.tokens:,}; estimated cost: ${self.cost_usd:.4f}"
+            + (f" (and {self.unpriced_tokens:,} tokens with no price)" if self.unpriced_tokens else "")
+            + f"; {self.elapsed:.1f} s; stopped: {self.stopped_because}",
         ]
         if self.scores:
             lines.append("scores:")
@@ -278,6 +305,10 @@ def run(
             return f"--max-tokens {max_tokens} reached"
         if max_cost_usd is not None and summary.cost_usd >= max_cost_usd:
             return f"--max-cost-usd {max_cost_usd} reached"
+        if max_cost_usd is not None and summary.unpriced_tokens:
+            # A cap the run cannot see is no cap: stop rather than spend without a limit.
+            return (f"--max-cost-usd {max_cost_usd} cannot be kept: the service put no price on "
+                    f"{summary.unpriced_tokens:,} tokens (set MODEL_PRICES for its models)")
         return None
 
     pending: dict[Future, Latent] = {}
@@ -348,7 +379,9 @@ def main(args: argparse.Namespace) -> int:
     except (OSError, InputError) as exc:
         print(f"neuron-interp batch: {exc}", file=sys.stderr)
         return 2
-    transport = HttpTransport(args.url, secret=args.secret) if args.url else InProcessTransport()
+    transport = (
+        HttpTransport(args.url, secret=args.secret, connections=args.concurrency) if args.url else InProcessTransport()
+    )
     options = Options(args.explain, args.simulator, args.scorer, args.model, args.explainer)
 
     def progress(total: int):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from cli.batch import HttpTransport, InProcessTransport, Options, Output, run
-from cli.inputs import InputError, read_latents
+from cli.inputs import InputError, Latent, read_latents
 from tests.conftest import SHARED_DATA, make_settings
 from tests.stub_openai import StubOpenAI, refused_url
 
@@ -164,3 +164,81 @@ def test_an_output_that_is_not_ours_is_refused(tmp_path):
     out.write_text("not json\n")
     with pytest.raises(InputError, match="is not a line this command wrote"):
         Output(out)
+
+
+def test_every_latent_in_flight_keeps_its_connection_to_a_service(tmp_path, caplog):
+    # More latents in flight than requests' default pool of 10: each keeps one kept-alive
+    # connection, rather than the ones past 10 being closed and opened again per request.
+    import logging
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Service(BaseHTTPRequestHandler):  # canned answers, kept-alive connections
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers["Content-Length"]))
+            time.sleep(0.05)  # so that many requests are in flight at once
+            answer = {"explanation": "fast animals"} if self.path == "/explain" else {"score": 0.5, "usage": {}}
+            data = json.dumps(answer).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    server.daemon_threads = True
+    accepted = []
+    accept = server.get_request
+
+    def counted():
+        connection = accept()
+        accepted.append(connection)
+        return connection
+
+    server.get_request = counted
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        activations = [{"tokens": ["a", "b"], "values": [0, 1]}]
+        latents = [Latent(id=str(k), activations=activations) for k in range(64)]
+        output = Output(tmp_path / "out.jsonl")
+        transport = HttpTransport([f"http://127.0.0.1:{server.server_port}"], connections=16)
+        with caplog.at_level(logging.WARNING, logger="urllib3"):
+            summary = run(latents, output, transport, Options(), concurrency=16)
+        output.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert summary.written == 64 and summary.retry_later == 0
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert len(accepted) <= 16  # 128 requests over at most one connection per latent in flight
+
+
+def test_a_cost_cap_the_service_cannot_price_stops_the_run(tmp_path):
+    # Without MODEL_PRICES the service answers `estimated_cost_usd: null`: a --max-cost-usd
+    # run stops after the first latent that spent tokens, rather than spending without a limit.
+    latents = read_latents(EXPORT)
+    with StubOpenAI() as stub:
+        unpriced = app_transport(openai_base_url=stub.base_url, simulator="batched", explainer_backend="offline")
+        output = Output(tmp_path / "unpriced.jsonl")
+        summary = run(latents, output, unpriced, Options(), concurrency=1, max_cost_usd=100.0)
+        output.close()
+        assert "--max-cost-usd 100.0 cannot be kept" in summary.stopped_because
+        assert "MODEL_PRICES" in summary.stopped_because
+        first = lines(tmp_path / "unpriced.jsonl")
+        assert len(first) == 1 and first[0]["usage"]["unpriced_tokens"] > 0
+        assert summary.retry_later == len(latents) - 1
+        assert "tokens with no price" in summary.render()
+        # Priced, the same cap lets every latent through and the cost is counted.
+        priced = app_transport(openai_base_url=stub.base_url, simulator="batched", explainer_backend="offline",
+                               model_prices="gpt-4o-mini=0.15/0.60")
+        output = Output(tmp_path / "priced.jsonl")
+        summary = run(latents, output, priced, Options(), concurrency=1, max_cost_usd=100.0)
+        output.close()
+    assert summary.stopped_because == "done" and summary.written == len(latents)
+    assert summary.cost_usd > 0 and summary.unpriced_tokens == 0
+    assert all("unpriced_tokens" not in line["usage"] for line in lines(tmp_path / "priced.jsonl"))
