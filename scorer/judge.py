@@ -392,7 +392,7 @@ def _ask(
     n = len(rendered)
     messages = build_messages(mode, condition, rendered, rejection)
     try:
-        completion = _chat(backend, messages, model, 8 * n + 16, deadline, options)
+        completion = chat_with_logprobs(backend, messages, model, 8 * n + 16, deadline, options)
     except UpstreamError as exc:
         return _Outcome([_BackendFailure(f"backend error: {exc}")] * n, [None] * n, Usage())
     echo = PromptEcho.of_messages(messages, exact=(f"Description (quoted): {quote_explanation(condition)}",))
@@ -412,7 +412,9 @@ def _ask(
     return _Outcome([answer for answer, _ in parsed], probabilities, completion.usage)
 
 
-def _chat(backend, messages, model, max_tokens, deadline, options) -> Completion:
+def chat_with_logprobs(backend, messages, model, max_tokens, deadline, options) -> Completion:
+    """A temperature-0 chat asking for `options["top_logprobs"]`; a server that refuses
+    logprobs is asked again without them, and `options` remembers that for later calls."""
     top = options.get("top_logprobs")
     try:
         return backend.chat(

@@ -20,6 +20,7 @@ from llm.backend import Completion
 from llm.cache import NullCache
 from llm.errors import UpstreamError
 from llm.usage import Usage
+from scorer.judge import chat_with_logprobs
 from scorer.simulators.prompts import check_deadline, rejection_note
 
 MAX_ATTEMPTS = 2  # the first answer and one retry
@@ -74,20 +75,6 @@ def number_distribution(completion: Completion, offset: int, choices: Sequence[i
             return {c: mass.get(c, 0.0) / total for c in choices}
         position = end
     return None
-
-
-def _chat(backend, messages: list[dict], model: str, max_tokens: int, deadline, options: dict) -> Completion:
-    top = options.get("top_logprobs")
-    try:
-        return backend.chat(
-            messages, model=model, temperature=0.0, max_tokens=max_tokens, top_logprobs=top, deadline=deadline
-        )
-    except UpstreamError as exc:
-        # Some servers and models refuse logprobs (HTTP 400): the answer does without them.
-        if not top or "logprob" not in str(exc).casefold():
-            raise
-        options["top_logprobs"] = None
-        return backend.chat(messages, model=model, temperature=0.0, max_tokens=max_tokens, deadline=deadline)
 
 
 def _with_note(messages: list[dict], reason: str | None) -> list[dict]:
@@ -147,7 +134,7 @@ def ask(
     for _ in range(MAX_ATTEMPTS):
         check_deadline(deadline)
         try:
-            completion = _chat(backend, _with_note(messages, reason), model, max_tokens, deadline, options)
+            completion = chat_with_logprobs(backend, _with_note(messages, reason), model, max_tokens, deadline, options)
         except UpstreamError as exc:
             return Answer(value=None, reason=f"backend error: {exc}", usage=usage)
         usage = usage + completion.usage
