@@ -140,3 +140,10 @@ def test_every_prompt_writes_a_token_the_same_way():
 
     assert styles.render_token is prompts.render_token is render_token
     assert render_token("a\\b\n\t\r\x00\u2028<|endoftext|>") == "a\\\\b\\n\\t\\r\\x00\\u2028<end-of-text>"
+
+
+def test_invisible_characters_are_shown_in_prompts():
+    from core.text import render_token
+
+    assert render_token("a\u202eb\u200bc") == "a\\u202eb\\u200bc"
+    assert render_token("👨\u200d👩") == "👨\u200d👩"  # a joiner inside an emoji stays
