@@ -5,7 +5,7 @@ connects from its own loopback address (127.0.x.y; Linux routes all of 127/8 to 
 nginx sees, and the rate limiter counts, each as a different client. The tests run in the
 order written: the last two kill a replica and then stop the whole stack.
 
-nginx and redis-server must be installed (.ci/run installs them); nothing here skips.
+nginx and redis-server must be installed (scripts/test installs them); nothing here skips.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """The viewer in a real headless Chromium (selenium), against the app on a loopback port.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian's chromium and chromium-driver;
-.ci/run installs them): nothing is downloaded at run time. Without them the tests skip on
+scripts/test installs them): nothing is downloaded at run time. Without them the tests skip on
 a developer's machine and fail in CI (CI=true). Each answer the page shows is checked
 against the same request sent with `requests`: the offline simulator is deterministic.
 Screenshots of the score and compare views go to docs/screenshots/.
