@@ -46,6 +46,21 @@ def embedding_interval(per_text: Sequence[Mapping], **options) -> IntervalResult
     )
 
 
+def intruder_interval(rounds: Sequence[Mapping], **options) -> IntervalResult:
+    """The intruder test's accuracy resampled over its answered rounds (each round is one
+    independent trial; the texts are shared between rounds, so rounds, not texts, are drawn)."""
+    answered = [r for r in rounds if r.get("correct") is not None]
+    if len(answered) < stats.MIN_TEXTS:
+        return NoInterval(f"an interval needs at least {stats.MIN_TEXTS} answered rounds; {len(answered)} given")
+    sums = np.array([[float(bool(r["correct"])), 1.0] for r in answered])
+    counts = stats.resample_counts(len(answered), options["resamples"], options["seed"])
+    totals = counts @ sums
+    return stats.percentile_interval(
+        totals[:, 0] / totals[:, 1], level=options["level"], seed=options["seed"],
+        method="percentile bootstrap over rounds",
+    )
+
+
 _FROM_PER_TEXT = {
     "detection": detection_interval,
     "fuzzing": fuzzing_interval,
@@ -59,6 +74,7 @@ def score_interval(
     *,
     trues: Sequence[ArrayLike] | None = None,
     predicteds: Sequence[ArrayLike] | None = None,
+    details: Mapping | None = None,
     resamples: int = stats.DEFAULT_RESAMPLES,
     level: float = stats.DEFAULT_LEVEL,
     seed: int = stats.DEFAULT_SEED,
@@ -66,13 +82,16 @@ def score_interval(
     """The bootstrap interval of scorer `scorer`'s score.
 
     simulation: pass `trues` and `predicteds` of the scored texts (failed ones left out);
-    the others: pass the result's `per_text`. Raises ValueError for an unknown scorer.
+    intruder: the result's `details` (its rounds are resampled); the others: the result's
+    `per_text`. A scorer with no such statistic (holistic: one judgement) gets a NoInterval.
     """
     options = {"resamples": resamples, "level": level, "seed": seed}
     if scorer == "simulation":
         if trues is None or predicteds is None:
             return NoInterval("no simulated texts to resample")
         return simulation_interval(trues, predicteds, **options)
+    if scorer == "intruder":
+        return intruder_interval((details or {}).get("round_details", []), **options)
     build = _FROM_PER_TEXT.get(scorer)
     if build is None:
         return NoInterval(f"no bootstrap over texts is defined for the {scorer} scorer")

@@ -107,7 +107,7 @@ def classifier_payload(result: ScorerResult, scorer: Scorer) -> dict:
         "judge": scorer.scored_by,
         "offline": scorer.scored_by["offline"],
         "texts_scored": details.pop("texts_scored", None),
-        **interval_fields(score_interval(scorer.name, result.per_text)),
+        **interval_fields(score_interval(scorer.name, result.per_text, details=result.details)),
         "texts": result.per_text,
         "failures": failures_to_dicts(result.failures),
         "usage": result.usage.to_dict(),

@@ -245,3 +245,14 @@ def test_compare_with_undefined_score_zero_writes_numbers_in_the_ranking_too(mak
     body = strict(client.post("/compare", json={"explanations": ["fast animals", "colours"], "activations": [ZERO_TEXT, ZERO_TEXT]}))
     assert [r["score"] for r in body["results"]] == [0.0, 0.0]
     assert [entry["score"] for entry in body["ranking"]] == [0.0, 0.0]
+
+
+def test_the_intruder_interval_resamples_its_rounds(client, puzzles):
+    puzzle = next(iter(puzzles.values()))
+    texts = puzzle_records(puzzle) + [{"tokens": ["plain", " words", " here"], "values": [0, 0, 0]}] * 3
+    body = strict(client.post("/score", json={"explanation": "x", "activations": texts, "scorer": "intruder", "rounds": 12}))
+    interval = body["score_interval"]
+    assert interval["method"] == "percentile bootstrap over rounds"
+    assert interval["low"] <= body["score"] <= interval["high"]
+    holistic = strict(client.post("/score", json={"explanation": "x", "activations": texts, "scorer": "holistic"}))
+    assert holistic["score_interval"] is None and "holistic" in holistic["score_interval_reason"]
