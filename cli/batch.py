@@ -18,6 +18,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -283,6 +284,24 @@ def histogram(scores: list[float], bins: int = 10, width: int = 40) -> list[str]
     return rows
 
 
+def _first_ctrl_c_sets(event: threading.Event) -> Callable[[], None]:
+    """Until the returned function is called, the first Ctrl-C (SIGINT) sets `event` and says
+    so; a second one raises KeyboardInterrupt as usual. Only the main thread can catch signals:
+    elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def on_sigint(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+        print("neuron-interp batch: interrupted; finishing the latents in flight (Ctrl-C again to stop now)",
+              file=sys.stderr)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    return lambda: signal.signal(signal.SIGINT, previous)
+
+
 def run(
     latents: list[Latent],
     output: Output,
@@ -313,36 +332,46 @@ def run(
 
     pending: dict[Future, Latent] = {}
     queue = iter(todo)
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="batch") as pool:
-        exhausted = False
-        while True:
-            while not exhausted and len(pending) < max(1, concurrency):
-                reason = over_budget()
-                if reason:
-                    summary.stopped_because = reason
-                    exhausted = True
+    interrupted = threading.Event()
+    restore = _first_ctrl_c_sets(interrupted)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="batch") as pool:
+            exhausted = False
+            while True:
+                while not exhausted and len(pending) < max(1, concurrency):
+                    reason = over_budget()
+                    if reason:
+                        summary.stopped_because = reason
+                        exhausted = True
+                        break
+                    latent = next(queue, None)
+                    if latent is None:
+                        exhausted = True
+                        break
+                    pending[pool.submit(process, latent, transport, options)] = latent
+                if not pending:
                     break
-                latent = next(queue, None)
-                if latent is None:
+                done, _ = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                if interrupted.is_set() and not exhausted:
+                    # Ctrl-C: start nothing more, but keep what is in flight (written as it finishes,
+                    # so a rerun need not pay for it again); a second Ctrl-C stops at once.
+                    summary.stopped_because = "interrupted"
                     exhausted = True
-                    break
-                pending[pool.submit(process, latent, transport, options)] = latent
-            if not pending:
-                break
-            done, _ = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                latent = pending.pop(future)
-                try:
-                    line = future.result()
-                except Transient as exc:
-                    summary.retry_later += 1
-                    summary.transient.append(f"{latent.id}: {exc}")
-                else:
-                    output.write(line)
-                    summary.add(line)
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(tokens=f"{summary.tokens:,}", cost=f"${summary.cost_usd:.4f}", refresh=False)
+                for future in done:
+                    latent = pending.pop(future)
+                    try:
+                        line = future.result()
+                    except Transient as exc:
+                        summary.retry_later += 1
+                        summary.transient.append(f"{latent.id}: {exc}")
+                    else:
+                        output.write(line)
+                        summary.add(line)
+                    if bar is not None:
+                        bar.update(1)
+                        bar.set_postfix(tokens=f"{summary.tokens:,}", cost=f"${summary.cost_usd:.4f}", refresh=False)
+    finally:
+        restore()
     if bar is not None:
         bar.close()
     not_started = len(todo) - summary.written - summary.retry_later
@@ -408,4 +437,6 @@ def main(args: argparse.Namespace) -> int:
     finally:
         output.close()
     print(summary.render(), file=sys.stderr)
+    if summary.stopped_because == "interrupted":
+        return 130
     return 0 if summary.retry_later == 0 else 1

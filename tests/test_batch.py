@@ -242,3 +242,32 @@ def test_a_cost_cap_the_service_cannot_price_stops_the_run(tmp_path):
     assert summary.stopped_because == "done" and summary.written == len(latents)
     assert summary.cost_usd > 0 and summary.unpriced_tokens == 0
     assert all("unpriced_tokens" not in line["usage"] for line in lines(tmp_path / "priced.jsonl"))
+
+
+def test_ctrl_c_keeps_the_latents_in_flight_and_a_rerun_finishes(tmp_path):
+    base = [latent for latent in read_latents(EXPORT) if any(max(t["values"]) > 0 for t in latent.activations)]
+    source = tmp_path / "latents.jsonl"
+    with open(source, "w") as f:
+        for copy in range(60):
+            for latent in base:
+                f.write(json.dumps({"id": f"{latent.id}#{copy}", "activations": latent.activations}) + "\n")
+    total = 60 * len(base)
+    out = tmp_path / "out.jsonl"
+    env = {**os.environ, "CACHE_PATH": "", "LOG_LEVEL": "WARNING"}
+    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERVER_KEY"):
+        env.pop(key, None)
+    command = [str(BIN), "batch", str(source), str(out), "--concurrency", "2", "--quiet"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 5):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr[-1000:]
+    assert "finishing the latents in flight" in stderr and "stopped: interrupted" in stderr
+    first = lines(out)  # every line whole JSON
+    assert 5 <= len(first) < total
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    ids = [line["id"] for line in lines(out)]
+    assert len(ids) == total and len(set(ids)) == total
