@@ -255,7 +255,9 @@ class Run:
 
     @property
     def per_minute(self) -> float:
-        return self.latents / self.elapsed * 60 if self.elapsed else float("nan")
+        if self.elapsed <= 0:
+            raise RuntimeError(f"{self.label}: the run was too short to time ({self.elapsed} s)")
+        return self.latents / self.elapsed * 60
 
     def tokens(self, kind: str) -> int:
         return int(self.usage.get(kind, 0))
@@ -292,7 +294,9 @@ def batch(label: str, source: Path, output: Path, *, env: dict, stub: StubOpenAI
     if process.returncode != 0:
         raise RuntimeError(f"{label}: neuron-interp batch exited with {process.returncode}:\n{summary[-3000:]}")
     match = re.search(r"; ([\d.]+) s; stopped: (.*)$", summary, re.MULTILINE)
-    run.elapsed = float(match[1]) if match else float("nan")
+    if not match:
+        raise RuntimeError(f"{label}: the batch command printed no summary line:\n{summary[-3000:]}")
+    run.elapsed = float(match[1])
     run.lines = [json.loads(raw) for raw in output.read_text(encoding="utf-8").splitlines() if raw.strip()]
     run.latents = len(run.lines)
     run.errors = sum(1 for line in run.lines if line.get("error"))
@@ -541,7 +545,9 @@ def spread(group: list[Run]) -> float:
 
 def ceiling(run: Run) -> float:
     per_latent = sum(run.cpu.values()) / max(run.latents, 1)
-    return 120 / per_latent if per_latent else float("nan")
+    if not per_latent:
+        raise RuntimeError(f"{run.label}: no CPU time was measured")
+    return 120 / per_latent
 
 
 def reading(args: argparse.Namespace, runs: list[Run], ideal_per_replica: float) -> str:

@@ -60,7 +60,8 @@ def test_an_unknown_undefined_score_setting_is_refused():
 
 
 def test_the_reference_loader_rebuilds_its_dataclasses_from_a_real_response(client):
-    loader = pytest.importorskip("neuron_explainer.explanations.explanations")
+    # The reference implementation, installed by scripts/test as the test oracle.
+    from neuron_explainer.explanations import explanations as loader
     from neuron_explainer.fast_dataclasses import loads
 
     body = strict(client.post("/score", json=NEURONPEDIA_EXAMPLE))
