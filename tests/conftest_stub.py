@@ -5,7 +5,9 @@ import pytest
 
 from tests.stub_openai import StubOpenAI, StubReply, refused_url  # noqa: F401
 
-__all__ = ["stub_openai", "stub_backend", "refused_base_url", "make_backend", "StubReply"]
+__all__ = ["stub_openai", "stub_backend", "refused_base_url", "make_backend", "stub_client", "StubReply"]
+
+STUB_API_KEY = "sk-test-stub-client-6610"  # the key stub_client's apps send; it must never show
 
 
 @pytest.fixture
@@ -50,3 +52,25 @@ def stub_backend(stub_openai, make_backend):
 @pytest.fixture
 def refused_base_url() -> str:
     return refused_url()
+
+
+@pytest.fixture
+def stub_client(make_client, tmp_path):
+    """make(handler, **settings) -> (client, stub): a started stub answering with `handler` and
+    an app pointed at it (STUB_API_KEY, model "stub-model", no retries, a 10 s deadline, a fresh
+    SQLite cache; `settings` override these). Every stub made is stopped afterwards."""
+    made = []
+
+    def make(handler, **overrides):
+        stub = StubOpenAI(handler).start()
+        made.append(stub)
+        options = dict(
+            openai_base_url=stub.base_url, openai_api_key=STUB_API_KEY, simulator_model="stub-model",
+            llm_max_retries=0, request_timeout=10.0, cache_path=str(tmp_path / "cache.sqlite3"),
+        )
+        options.update(overrides)
+        return make_client(**options), stub
+
+    yield make
+    for stub in made:
+        stub.stop()

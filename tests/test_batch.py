@@ -76,20 +76,24 @@ def test_a_run_writes_each_latent_once_with_scores_equal_to_single_calls(tmp_pat
     assert len(lines(out)) == 4
 
 
-def test_sigkill_midway_then_resume_writes_each_latent_exactly_once(tmp_path):
-    base = read_latents(EXPORT)
-    usable = [latent for latent in base if any(max(t["values"]) > 0 for t in latent.activations)]
+def offline_run_of_many(tmp_path: Path, copies: int = 60) -> tuple[list[str], Path, dict, int]:
+    """A JSONL of `copies` copies of the export's non-zero latents (distinct ids), the command
+    that runs it offline into out.jsonl, its environment, and how many latents it holds."""
+    usable = [latent for latent in read_latents(EXPORT) if any(max(t["values"]) > 0 for t in latent.activations)]
     source = tmp_path / "latents.jsonl"
     with open(source, "w") as f:
-        for copy in range(60):
+        for copy in range(copies):
             for latent in usable:
                 f.write(json.dumps({"id": f"{latent.id}#{copy}", "activations": latent.activations}) + "\n")
-    total = 60 * len(usable)
-    out = tmp_path / "out.jsonl"
     env = {**os.environ, "CACHE_PATH": "", "LOG_LEVEL": "WARNING"}
     for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERVER_KEY"):
         env.pop(key, None)
-    command = [str(BIN), "batch", str(source), str(out), "--concurrency", "2", "--quiet"]
+    command = [str(BIN), "batch", str(source), str(tmp_path / "out.jsonl"), "--concurrency", "2", "--quiet"]
+    return command, tmp_path / "out.jsonl", env, copies * len(usable)
+
+
+def test_sigkill_midway_then_resume_writes_each_latent_exactly_once(tmp_path):
+    command, out, env, total = offline_run_of_many(tmp_path)
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 10):
@@ -245,18 +249,7 @@ def test_a_cost_cap_the_service_cannot_price_stops_the_run(tmp_path):
 
 
 def test_ctrl_c_keeps_the_latents_in_flight_and_a_rerun_finishes(tmp_path):
-    base = [latent for latent in read_latents(EXPORT) if any(max(t["values"]) > 0 for t in latent.activations)]
-    source = tmp_path / "latents.jsonl"
-    with open(source, "w") as f:
-        for copy in range(60):
-            for latent in base:
-                f.write(json.dumps({"id": f"{latent.id}#{copy}", "activations": latent.activations}) + "\n")
-    total = 60 * len(base)
-    out = tmp_path / "out.jsonl"
-    env = {**os.environ, "CACHE_PATH": "", "LOG_LEVEL": "WARNING"}
-    for key in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "SERVER_KEY"):
-        env.pop(key, None)
-    command = [str(BIN), "batch", str(source), str(out), "--concurrency", "2", "--quiet"]
+    command, out, env, total = offline_run_of_many(tmp_path)
     process = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and (not out.exists() or out.read_text().count("\n") < 5):

@@ -10,9 +10,10 @@ from llm.backend import Completion, TokenLogprob
 from scorer.scorers.asking import Unreadable, number_distribution
 from scorer.scorers.base import ScorerInputError
 from scorer.scorers.holistic import build_messages, offline_level, read_level, strengths, top_texts
-from tests.stub_openai import HolisticResponder, StubOpenAI, StubReply, chat_body, error_body, scorer_judges
+from tests.conftest_stub import STUB_API_KEY as API_KEY
+from tests.stub_openai import HolisticResponder, StubReply, chat_body, error_body, scorer_judges
 from tests.test_api_score import assert_error, strict_json
-from tests.test_api_scorers import ANIMALS, API_KEY, text
+from tests.test_api_scorers import ANIMALS, text
 
 
 def records_of(*values_lists):
@@ -133,25 +134,6 @@ def test_top_k_is_bounded(client, value):
 
 
 # -- /score against the stub -------------------------------------------------------------
-
-
-@pytest.fixture
-def stub_client(make_client, tmp_path):
-    made = []
-
-    def make(handler, **overrides):
-        stub = StubOpenAI(handler).start()
-        made.append(stub)
-        options = dict(
-            openai_base_url=stub.base_url, openai_api_key=API_KEY, simulator_model="stub-model",
-            llm_max_retries=0, request_timeout=10.0, cache_path=str(tmp_path / "cache.sqlite3"),
-        )
-        options.update(overrides)
-        return make_client(**options), stub
-
-    yield make
-    for stub in made:
-        stub.stop()
 
 
 def holistic_requests(stub):

@@ -11,9 +11,10 @@ from core.records import ActivationRecord
 from scorer.scorers.asking import Unreadable
 from scorer.scorers.base import ScorerInputError
 from scorer.scorers.intruder import LOWEST_FIFTH, NON_ACTIVATING, build_messages, plan_rounds, read_choice
-from tests.stub_openai import IntruderResponder, StubOpenAI, chat_body, scorer_judges
+from tests.conftest_stub import STUB_API_KEY as API_KEY
+from tests.stub_openai import IntruderResponder, chat_body, scorer_judges
 from tests.test_api_score import assert_error, strict_json
-from tests.test_api_scorers import ANIMALS, API_KEY, text
+from tests.test_api_scorers import ANIMALS, text
 
 
 def records_of(*values_lists):
@@ -147,25 +148,6 @@ def test_too_few_activating_texts_is_a_400(client):
 
 
 # -- /score against the stub -------------------------------------------------------------
-
-
-@pytest.fixture
-def stub_client(make_client, tmp_path):
-    made = []
-
-    def make(handler, **overrides):
-        stub = StubOpenAI(handler).start()
-        made.append(stub)
-        options = dict(
-            openai_base_url=stub.base_url, openai_api_key=API_KEY, simulator_model="stub-model",
-            llm_max_retries=0, request_timeout=10.0, cache_path=str(tmp_path / "cache.sqlite3"),
-        )
-        options.update(overrides)
-        return make_client(**options), stub
-
-    yield make
-    for stub in made:
-        stub.stop()
 
 
 def intruder_requests(stub):
