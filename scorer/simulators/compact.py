@@ -44,8 +44,10 @@ from llm.usage import Usage
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
 from scorer.simulators.prompts import (
+    FEW_SHOT_EXAMPLES,
     MAX_OUTPUT_TOKENS,
     QUOTED_NOTE,
+    ExampleText,
     LLMSimulator,
     ParseError,
     check_deadline,
@@ -68,25 +70,13 @@ Each text is on one line after its number. Tokens are separated by spaces, by li
 Answer with one line per text, in the order given: the text's number and a colon, then every token whose activation is above 0 as "token"=activation, separated by commas. Quote the token exactly as shown, without its leading space. If the same token appears more than once in the text, add # and which one it is: "pan"#2=10 is the second "pan". Leave out the zeros; a text with no active token gets its number and colon alone. Write nothing else."""
 
 
-@dataclass(frozen=True)
-class _Example:
-    tokens: tuple[str, ...]
-    activations: tuple[int, ...]
-
-
-# Written for this project. One exchange shows every shape of the answer: a split word,
-# a repeated token with #k, and a text with nothing active.
-_EXAMPLE_EXPLANATION = "kitchen utensils and cookware"
+# The shared worked example (the kitchen neuron of prompts.FEW_SHOT_EXAMPLES), plus one text
+# written for this format: with it the exchange shows every shape of the answer, a split
+# word, a repeated token with #k, and a text with nothing active.
+_EXAMPLE_EXPLANATION = FEW_SHOT_EXAMPLES[0].explanation
 _EXAMPLE_TEXTS = (
-    _Example(
-        ("Grab", " a", " whisk", " and", " the", " frying", " pan", " before", " you", " start", "."),
-        (0, 0, 9, 0, 0, 4, 10, 0, 0, 0, 0),
-    ),
-    _Example(
-        ("The", " train", " was", " late", " again", " this", " morning", "."),
-        (0, 0, 0, 0, 0, 0, 0, 0),
-    ),
-    _Example(
+    *FEW_SHOT_EXAMPLES[0].texts,
+    ExampleText(
         ("Put", " the", " pan", " on", " the", " stove", ",", " wipe", " the", " spat", "ula",
          " and", " rinse", " the", " pan", "."),
         (0, 0, 10, 0, 0, 5, 0, 0, 0, 7, 8, 0, 0, 0, 10, 0),
