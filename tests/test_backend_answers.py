@@ -264,6 +264,17 @@ def test_per_text_formats_never_use_an_unfinished_answer(client, scripted, simul
     assert reason in body["error"]
 
 
+@pytest.mark.parametrize("reason", ["content_filter", "tool_calls"])
+def test_compact_never_uses_an_unfinished_answer(client, scripted, reason):
+    def answer(request, good):
+        good["choices"][0]["finish_reason"] = reason  # the content is complete and readable
+        return good
+
+    scripted.script.answer = answer
+    body = assert_error(client.post("/score", json={**ANIMALS, "simulator": "compact"}), 502, "upstream_error")
+    assert reason in body["error"]
+
+
 def test_all_at_once_reads_the_echoed_prompt_whatever_the_generated_tail(client):
     # max_tokens=1: the generated part is always cut ("length"); the values are in the prompt.
     body = assert_no_500(client.post("/score", json={**ANIMALS, "simulator": "all_at_once"}))
@@ -341,7 +352,7 @@ def test_detection_refuses_an_echo_of_its_prompt(client, scripted, echo):
     assert_error(response, 502, "upstream_error")
 
 
-@pytest.mark.parametrize("simulator", ["batched", "json", "logprob"])
+@pytest.mark.parametrize("simulator", ["batched", "compact", "json", "logprob"])
 def test_simulators_refuse_an_echo_of_their_prompt(client, scripted, simulator):
     scripted.script.answer = lambda request, good: with_content(request, good, echo_prompt(request))
     assert_error(client.post("/score", json={**ANIMALS, "simulator": simulator}), 502, "upstream_error")

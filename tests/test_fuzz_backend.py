@@ -39,6 +39,7 @@ from runtime.settings import Settings
 from scorer.judge import judge
 from scorer.simulators.all_at_once import AllAtOnceSimulator
 from scorer.simulators.batched import BatchedSimulator
+from scorer.simulators.compact import CompactSimulator
 from scorer.simulators.json_per_text import JsonPerTextSimulator
 from scorer.simulators.logprob_ev import LogprobEVSimulator
 from server import create_app
@@ -88,12 +89,17 @@ JUNK = st.one_of(
 def piece(draw):
     kind = draw(
         st.sampled_from(
-            ["good", "good", "echo", "system", "question", "batched", "judge", "logprob", "json", "nest", "junk", "long"]
+            ["good", "good", "echo", "system", "question", "batched", "compact", "judge", "logprob", "json", "nest",
+             "junk", "long"]
         )
     )
     if kind == "batched":
         pairs = draw(st.lists(st.tuples(INDEX, NUMBERS), max_size=5))
         return ("text", f"{draw(INDEX)}: " + " ".join(f"{i}={v}" for i, v in pairs))
+    if kind == "compact":
+        items = draw(st.lists(st.tuples(st.sampled_from(['"fox"', '"the"#2', '"fox"#9', '"ghost"', '""', '"\\"']), NUMBERS),
+                              max_size=5))
+        return ("text", f"{draw(INDEX)}: " + ", ".join(f"{q}={v}" for q, v in items))
     if kind == "judge":
         return ("text", f"{draw(INDEX)}: {draw(st.sampled_from(['yes', 'no', 'YES', 'maybe', '']))}")
     if kind == "logprob":
@@ -293,6 +299,7 @@ def assert_run_is_values_or_failures(run, texts):
 
 SIMULATORS = {
     "batched": BatchedSimulator,
+    "compact": CompactSimulator,
     "json": JsonPerTextSimulator,
     "logprob": LogprobEVSimulator,
     "all_at_once": AllAtOnceSimulator,

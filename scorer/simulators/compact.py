@@ -38,6 +38,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from llm.answers import PromptEcho, Truncated, read_answer
 from llm.backend import ChatBackend
 from llm.errors import UpstreamError
 from llm.usage import Usage
@@ -421,9 +422,10 @@ class CompactSimulator(LLMSimulator):
         deadline: float | None,
     ) -> tuple[list[list[float] | str], Usage]:
         check_deadline(deadline)
+        messages = build_messages(explanation, texts, rejection)
         try:
             completion = self.backend.chat(
-                build_messages(explanation, texts, rejection),
+                messages,
                 model=self.model,
                 temperature=0.0,
                 # Room for every token active (about 6 tokens an item); a normal answer is far shorter.
@@ -433,5 +435,14 @@ class CompactSimulator(LLMSimulator):
         except UpstreamError as exc:
             # Already retried by the backend: these texts fail, the others go on.
             return [_BackendFailure(f"backend error: {exc}")] * len(texts), Usage()
-        truncated = getattr(completion, "finish_reason", None) == "length"
-        return parse_answer(completion.text, texts, truncated=truncated), completion.usage
+        # Through the one reader of backend answers: an unfinished, oversized or echoed answer
+        # is every text's failure; a cut one is read up to its last complete line.
+        read = read_answer(
+            completion,
+            lambda answer: parse_answer(answer.text, texts, truncated=answer.truncated),
+            echo=PromptEcho.of_messages(
+                messages, exact=(f"Explanation (quoted): {quote_explanation(explanation)}",)
+            ),
+            truncated=Truncated.COMPLETE_LINES,
+        )
+        return (read.value if read.ok else [read.reason] * len(texts)), completion.usage
