@@ -36,6 +36,7 @@ from llm.tokens import count_message_tokens
 from llm.usage import Usage
 from scorer.simulators.base import TextFailure
 from scorer.simulators.prompts import (
+    BackendFailure,
     cache_parts,
     check_deadline,
     clean_explanation,
@@ -261,10 +262,6 @@ def yes_probability(completion: Completion, offset: int | None) -> float | None:
 # -- the LLM judge -----------------------------------------------------------------
 
 
-class _BackendFailure(str):
-    """A reason no re-ask can fix: the backend already retried."""
-
-
 @dataclass
 class _Outcome:
     answers: list[bool | str]
@@ -360,7 +357,7 @@ def judge(
         for batch, outcome in zip(batches, outcomes):
             usage = usage + outcome.usage
             for i, answer, p in zip(batch, outcome.answers, outcome.probabilities):
-                if isinstance(answer, _BackendFailure):
+                if isinstance(answer, BackendFailure):
                     reasons[i] = str(answer)
                 elif isinstance(answer, str):
                     tries = attempt + 1
@@ -394,7 +391,7 @@ def _ask(
     try:
         completion = chat_with_logprobs(backend, messages, model, 8 * n + 16, deadline, options)
     except UpstreamError as exc:
-        return _Outcome([_BackendFailure(f"backend error: {exc}")] * n, [None] * n, Usage())
+        return _Outcome([BackendFailure(f"backend error: {exc}")] * n, [None] * n, Usage())
     echo = PromptEcho.of_messages(messages, exact=(f"Description (quoted): {quote_explanation(condition)}",))
     read = read_answer(
         completion,

@@ -34,6 +34,7 @@ from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
     MAX_OUTPUT_TOKENS,
     QUOTED_NOTE,
+    BackendFailure,
     LLMSimulator,
     ParseError,
     check_deadline,
@@ -155,10 +156,6 @@ def _parse_line(rest: str, n_tokens: int) -> list[float] | str:
     return values
 
 
-class _BackendFailure(str):
-    """A text's reason that no re-ask can fix: the backend already retried."""
-
-
 @dataclass
 class _Outcome:
     values: list[list[float] | str]
@@ -219,7 +216,7 @@ class BatchedSimulator(LLMSimulator):
             for batch, outcome in zip(batches, outcomes):
                 usage = usage + outcome.usage
                 for i, result in zip(batch, outcome.values):
-                    if isinstance(result, _BackendFailure):
+                    if isinstance(result, BackendFailure):
                         reasons[i] = str(result)
                     elif isinstance(result, str):
                         reasons[i] = self._final_reason(result, attempt)
@@ -284,7 +281,7 @@ class BatchedSimulator(LLMSimulator):
             )
         except UpstreamError as exc:
             # Already retried by the backend: these texts fail, the others go on.
-            reason = _BackendFailure(f"backend error: {exc}")
+            reason = BackendFailure(f"backend error: {exc}")
             return _Outcome([reason] * len(texts), Usage())
         echo = PromptEcho.of_messages(
             messages,

@@ -48,6 +48,7 @@ from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
     MAX_OUTPUT_TOKENS,
     QUOTED_NOTE,
+    BackendFailure,
     ExampleText,
     LLMSimulator,
     ParseError,
@@ -291,10 +292,6 @@ def parse_answer(
 # -- the simulator ------------------------------------------------------------------
 
 
-class _BackendFailure(str):
-    """A reason no re-ask can fix: the backend already retried."""
-
-
 @dataclass(frozen=True)
 class _Part:
     """A span of one text, shown to the model as a text of its own."""
@@ -388,7 +385,7 @@ class CompactSimulator(LLMSimulator):
             for batch, (results, batch_usage) in zip(batches, outcomes):
                 usage = usage + batch_usage
                 for part, result in zip(batch, results):
-                    if isinstance(result, _BackendFailure):
+                    if isinstance(result, BackendFailure):
                         reasons[part.text] = str(result)
                     elif isinstance(result, str):
                         problems.append(result)
@@ -434,7 +431,7 @@ class CompactSimulator(LLMSimulator):
             )
         except UpstreamError as exc:
             # Already retried by the backend: these texts fail, the others go on.
-            return [_BackendFailure(f"backend error: {exc}")] * len(texts), Usage()
+            return [BackendFailure(f"backend error: {exc}")] * len(texts), Usage()
         # Through the one reader of backend answers: an unfinished, oversized or echoed answer
         # is every text's failure; a cut one is read up to its last complete line.
         read = read_answer(

@@ -35,6 +35,10 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 
+class BackendFailure(str):
+    """A text's failure reason that no re-ask can fix: the backend already retried."""
+
+
 class ParseError(ValueError):
     """The model's answer cannot be read as one prediction per token."""
 
