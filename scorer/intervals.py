@@ -100,8 +100,8 @@ def score_interval(
 
 # -- paired comparisons of classifier scorers ------------------------------------------------
 
-# Per scorer: whether a per-text entry was answered, and its (label, value) for the statistic.
-COMPARABLE = _ANSWERED = {
+# The scorers /compare can resample text by text, each with whether a per-text entry was answered.
+COMPARABLE = {
     "detection": lambda t: t.get("answer") is not None,
     "fuzzing": lambda t: t.get("marking") is not None and t.get("answer") is not None,
     "embedding": lambda t: t.get("similarity") is not None,
@@ -122,7 +122,7 @@ def _statistic(scorer: str, entries: Sequence[Mapping]):
 def comparable_message(scorer: str) -> str:
     return (
         f"explanations scored by {scorer} cannot be compared text by text; "
-        f"/compare takes the simulation, {', '.join(_ANSWERED)} scorers"
+        f"/compare takes the simulation, {', '.join(COMPARABLE)} scorers"
     )
 
 
@@ -130,7 +130,7 @@ def paired_statistic(scorer: str, per_texts: Sequence[Sequence[Mapping]]):
     """For `paired_bootstrap_statistic`: each explanation's score on the texts every explanation
     has an answer for, its statistic over resample counts, and how many such texts there are.
     ValueError for a scorer with no per-text statistic."""
-    answered = _ANSWERED.get(scorer)
+    answered = COMPARABLE.get(scorer)
     if answered is None:
         raise ScorerInputError(comparable_message(scorer))
     n = min(len(p) for p in per_texts)

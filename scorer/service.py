@@ -10,9 +10,10 @@ from typing import Any, Sequence
 
 from core.names import OFFLINE
 from core.records import ActivationRecord
+from llm.usage import Usage
 from scorer import math
 from scorer.errors import ScorerInputError
-from scorer.intervals import score_interval
+from scorer.intervals import COMPARABLE, comparable_message, paired_statistic, score_interval
 from scorer.scorers import SIMULATION
 from scorer.scorers.base import Scorer, ScorerResult
 from scorer.scorers.quantiles import correlation_by_bin
@@ -161,7 +162,7 @@ def compare_by_simulation(
         storable(simulation_payload(r, simulator, n_top=len(records), with_groups=bool(random_records)), undefined)
         for r in results
     ]
-    return _compared(explanations, answers, comparison, undefined)
+    return _compared(explanations, answers, comparison, undefined, sum((r.usage for r in results), Usage()))
 
 
 def compare_by_classifier(
@@ -174,15 +175,13 @@ def compare_by_classifier(
 ) -> dict:
     """As compare_by_simulation, for a classifier scorer: its score recomputed on resamples of
     the texts every explanation has an answer for."""
-    from scorer.intervals import COMPARABLE, comparable_message, paired_statistic
-
     if scorer.name not in COMPARABLE:  # before any LLM call
         raise ScorerInputError(comparable_message(scorer.name))
     results = [scorer.score(e, records, deadline=deadline) for e in explanations]
     points, statistics, n_items = paired_statistic(scorer.name, [r.per_text for r in results])
     comparison = paired_bootstrap_statistic(points, statistics, n_items)
     answers = [storable(classifier_payload(r, scorer), undefined) for r in results]
-    return _compared(explanations, answers, comparison, undefined)
+    return _compared(explanations, answers, comparison, undefined, sum((r.usage for r in results), Usage()))
 
 
 # Fewer texts than this and a bootstrap has too few distinct resamples to call a difference
@@ -190,7 +189,7 @@ def compare_by_classifier(
 MIN_TEXTS_FOR_SIGNIFICANCE = 5
 
 
-def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any, undefined: str) -> dict:
+def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any, undefined: str, usage: Usage) -> dict:
     summary = comparison.to_dict()
     if len(summary["texts"]) < MIN_TEXTS_FOR_SIGNIFICANCE:
         for pair in summary["pairs"]:
@@ -206,13 +205,6 @@ def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any,
         for entry in summary["ranking"]:
             if entry["score"] is None:
                 entry["score"] = 0.0
-    usage = answers[0]["usage"].copy() if answers else {}
-    for answer in answers[1:]:
-        for key, value in answer["usage"].items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                usage[key] = usage.get(key, 0) + value
-            elif isinstance(value, bool):
-                usage[key] = usage.get(key, False) or value
     return {
         "explanations": list(explanations),
         "results": answers,
@@ -223,7 +215,7 @@ def _compared(explanations: Sequence[str], answers: list[dict], comparison: Any,
         "correction": summary["correction"],
         "method": summary["method"],
         "notes": summary["notes"],
-        "usage": usage,
+        "usage": usage.to_dict(),
     }
 
 
