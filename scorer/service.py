@@ -20,7 +20,6 @@ from scorer.scorers.quantiles import correlation_by_bin
 from scorer.scorers.simulation import SimulationScore, score_explanation
 from scorer.similarity import explanation_similarity
 from scorer.simulators.base import Simulator, failures_to_dicts
-from scorer.simulators.forecast import forecast as simulation_forecast
 from scorer.stats import interval_fields, paired_bootstrap, paired_bootstrap_statistic
 
 NULL, ZERO = "null", "zero"  # UNDEFINED_SCORE: how an undefined score is written
@@ -224,7 +223,7 @@ def forecast(simulator: Any, explanations: Sequence[str], texts: Sequence[Sequen
     tokens, and the most completion tokens the calls may write (cache hits make it less)."""
     calls = prompt = completion = 0
     for explanation in explanations:
-        c, p, o = simulation_forecast(simulator, explanation, texts)
+        c, p, o = simulator.forecast(explanation, texts)
         calls, prompt, completion = calls + c, prompt + p, completion + o
     return {"llm_calls": calls, "prompt_tokens": prompt, "max_completion_tokens": completion}
 

@@ -8,6 +8,7 @@ import math
 import pytest
 
 from bench.workload import puzzle_records
+from llm.tokens import count_message_tokens, count_tokens
 from scorer import math as score_math
 from tests.conftest import NEURONPEDIA_EXAMPLE
 from tests.stub_openai import StubOpenAI
@@ -154,16 +155,22 @@ def test_compare_limits_and_the_schema(client):
     assert "random_activations" in document["components"]["schemas"]["ScoreRequest"]["properties"]
 
 
-def test_a_compare_dry_run_states_the_calls_and_tokens_a_real_run_spends(make_client):
+@pytest.mark.parametrize("simulator", ["batched", "compact", "json", "logprob", "all_at_once"])
+def test_a_compare_dry_run_states_the_calls_and_tokens_a_real_run_spends(make_client, simulator):
     texts = NEURONPEDIA_EXAMPLE["activations"] * 3
     with StubOpenAI() as stub:
         client = make_client(openai_base_url=stub.base_url)
-        request = {"explanations": ["fast animals", "colours", "verbs"], "activations": texts, "simulator": "json"}
+        request = {"explanations": ["fast animals", "colours", "verbs"], "activations": texts, "simulator": simulator}
         plan = strict(client.post("/compare", json={**request, "dry_run": True}))
         assert stub.calls() == 0
         real = strict(client.post("/compare", json=request))
-        assert plan["forecast"]["llm_calls"] == real["usage"]["llm_calls"] == stub.calls() == 3 * len(texts)
-        assert plan["forecast"]["prompt_tokens"] > 0
+        assert real["usage"]["llm_calls"] == stub.calls()
+        assert plan["forecast"]["llm_calls"] == stub.calls()
+        if simulator in ("json", "logprob", "all_at_once"):
+            assert stub.calls() == 3 * len(texts)  # one call per text and explanation
+        # The forecast counts the very prompts that were sent.
+        sent = sum(count_message_tokens(r.messages) if r.is_chat else count_tokens(r.prompt) for r in stub.requests)
+        assert plan["forecast"]["prompt_tokens"] == sent
 
 
 def test_compare_costs_what_separate_scores_cost(make_client):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from llm.answers import Truncated
 from llm.backend import Completion
+from llm.tokens import count_tokens
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     EXPLANATION_PREFIX,
@@ -122,6 +123,13 @@ class AllAtOnceSimulator(LogprobSimulator):
     # max_tokens is 1: the generated part is always cut ("length"), and the values are
     # read from the echoed prompt's logprobs, not from anything generated.
     truncated = Truncated.IGNORE
+
+    @property
+    def _answer_cap(self) -> int:
+        return self.max_tokens  # one generated token, cut and not read
+
+    def _prompt_tokens(self, explanation: str, tokens: list[str]) -> int:
+        return count_tokens(build_prompt(explanation, tokens))
 
     def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         # Nothing is generated, so a note to the model cannot help; the retry is

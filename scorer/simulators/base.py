@@ -51,6 +51,11 @@ class Simulator(Protocol):
         """
         ...
 
+    def forecast(self, explanation: str, texts: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+        """(LLM calls, prompt tokens, most completion tokens) `simulate` would spend on `texts`
+        with an empty cache, from the prompts it would send; (0, 0, 0) for a model-free one."""
+        ...
+
 
 @dataclass(frozen=True)
 class SimulatorParts:

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 from llm.answers import PromptEcho, Truncated, read_answer
 from llm.backend import ChatBackend
 from llm.errors import UpstreamError
+from llm.tokens import count_message_tokens
 from llm.usage import Usage
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
@@ -238,6 +239,16 @@ class BatchedSimulator(LLMSimulator):
         attempts = attempt + 1
         return f"unusable answer after {attempts} attempt{'s' if attempts > 1 else ''}: {reason}"
 
+    def forecast(self, explanation: str, texts: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+        texts = [list(t) for t in texts]
+        batches = [[texts[i] for i in batch] for batch in self._batches(list(range(len(texts))), texts)]
+        prompts = sum(count_message_tokens(build_messages(explanation, batch)) for batch in batches)
+        return len(batches), prompts, sum(self._answer_cap([len(t) for t in batch]) for batch in batches)
+
+    def _answer_cap(self, lengths: Sequence[int], budget: float = 1.0) -> int:
+        """Room for every token of the batch active (sized from it); a normal answer is far shorter."""
+        return min(self.max_output_tokens, int(output_budget(lengths) * budget))
+
     def _batches(self, indices: list[int], texts: list[list[str]]) -> list[list[int]]:
         """Texts in order, at most `batch_size` and about `max_batch_tokens` tokens a batch,
         and few enough tokens that the densest answer fits the output cap."""
@@ -275,8 +286,7 @@ class BatchedSimulator(LLMSimulator):
                 messages,
                 model=self.model,
                 temperature=0.0,
-                # Room for every token active (sized from the batch); a normal answer is far shorter.
-                max_tokens=min(self.max_output_tokens, int(output_budget(lengths) * budget)),
+                max_tokens=self._answer_cap(lengths, budget),
                 deadline=deadline,
             )
         except UpstreamError as exc:

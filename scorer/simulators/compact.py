@@ -41,6 +41,7 @@ from typing import Any, Sequence
 from llm.answers import PromptEcho, Truncated, read_answer
 from llm.backend import ChatBackend
 from llm.errors import UpstreamError
+from llm.tokens import count_message_tokens
 from llm.usage import Usage
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.base import SimulationRun, TextFailure
@@ -411,6 +412,17 @@ class CompactSimulator(LLMSimulator):
         failures = [TextFailure(index=i, reason=str(reasons[i])) for i in sorted(reasons)]
         return SimulationRun(simulations=simulations, failures=failures, usage=usage)
 
+    def forecast(self, explanation: str, texts: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+        texts = [list(t) for t in texts]
+        parts = split_parts([len(t) for t in texts], list(range(len(texts))), self.batch_tokens)
+        batches = [[texts[p.text][p.start : p.end] for p in batch] for batch in batch_parts(parts, self.batch_tokens)]
+        prompts = sum(count_message_tokens(build_messages(explanation, batch)) for batch in batches)
+        return len(batches), prompts, sum(self._answer_cap(batch) for batch in batches)
+
+    def _answer_cap(self, texts: Sequence[Sequence[str]]) -> int:
+        """Room for every token active (about 6 tokens an item); a normal answer is far shorter."""
+        return min(self.max_output_tokens, 6 * sum(len(t) for t in texts) + 6 * len(texts) + 32)
+
     def _ask(
         self,
         explanation: str,
@@ -425,8 +437,7 @@ class CompactSimulator(LLMSimulator):
                 messages,
                 model=self.model,
                 temperature=0.0,
-                # Room for every token active (about 6 tokens an item); a normal answer is far shorter.
-                max_tokens=min(self.max_output_tokens, 6 * sum(len(t) for t in texts) + 6 * len(texts) + 32),
+                max_tokens=self._answer_cap(texts),
                 deadline=deadline,
             )
         except UpstreamError as exc:

@@ -17,6 +17,7 @@ from typing import Any
 
 from llm.answers import PromptEcho
 from llm.backend import Completion
+from llm.tokens import count_message_tokens
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
@@ -126,6 +127,9 @@ def parse_answer(text: str, n_tokens: int) -> list[float]:
 class JsonPerTextSimulator(PerTextSimulator):
     name = "json"
     version = "2"  # 2: the explanation shown as quoted data
+
+    def _prompt_tokens(self, explanation: str, tokens: list[str]) -> int:
+        return count_message_tokens(build_messages(explanation, tokens))
 
     def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         return self.backend.chat(

@@ -13,6 +13,7 @@ import re
 
 from llm.answers import PromptEcho
 from llm.backend import Completion
+from llm.tokens import count_message_tokens
 from scorer.simulation import SequenceSimulation
 from scorer.simulators.prompts import (
     FEW_SHOT_EXAMPLES,
@@ -125,6 +126,9 @@ def _value_at(logprobs, starts, text, match) -> tuple[float, list[float], list[f
 class LogprobEVSimulator(LogprobSimulator):
     name = "logprob"
     version = "2"  # 2: the explanation shown as quoted data
+
+    def _prompt_tokens(self, explanation: str, tokens: list[str]) -> int:
+        return count_message_tokens(build_messages(explanation, tokens))
 
     def _request(self, explanation, tokens, rejection, deadline, *, budget=1.0) -> Completion:
         return self.backend.chat(

@@ -574,6 +574,9 @@ class OfflineSimulator:
         """Whether semantic matching is in use (false without a model, or after it failed to load)."""
         return self._semantic
 
+    def forecast(self, explanation: str, texts: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+        return 0, 0, 0  # no LLM call
+
     def warm_up(self) -> None:
         """Load the model and word table, and embed the reference words, now: not in a request."""
         if self._semantic:

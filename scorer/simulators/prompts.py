@@ -302,9 +302,21 @@ class PerTextSimulator(LLMSimulator):
     """An LLM simulator that asks once per text: cache, parallelism, one retry, failures.
 
     Subclasses set `name` and `version` and implement `_request` (one backend
-    call for one text) and `_parse` (its answer into a SequenceSimulation, or
-    ParseError).
+    call for one text), `_parse` (its answer into a SequenceSimulation, or
+    ParseError) and `_prompt_tokens` (what that call's prompt counts).
     """
+
+    def forecast(self, explanation: str, texts: Sequence[Sequence[str]]) -> tuple[int, int, int]:
+        prompts = [self._prompt_tokens(explanation, list(t)) for t in texts]
+        return len(texts), sum(prompts), self._answer_cap * len(texts)
+
+    @property
+    def _answer_cap(self) -> int:
+        """The most completion tokens one call may write."""
+        return self.max_output_tokens
+
+    def _prompt_tokens(self, explanation: str, tokens: list[str]) -> int:
+        raise NotImplementedError
 
     def simulate(
         self,
