@@ -1,16 +1,15 @@
 """The request models: they validate every request and are the source of `/openapi.json`,
 so the published contract and the checks cannot drift apart. Nothing here imports Flask.
 
-`records()` turns validated texts into the domain's ActivationRecords: below this
-package nothing sees a request model.
+The routes turn validated texts into the domain's ActivationRecords (`core.records.to_records`):
+below this package nothing sees a request model.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Iterable, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
 
-from core.records import ActivationRecord
 from explainer.search import service as search
 from explainer.styles import DEFAULT_STYLE, STYLES
 from scorer.intervals import COMPARABLE
@@ -222,8 +221,3 @@ class ExplainRequest(_Authenticated):
     seed: JsonInt = Field(
         default=0, ge=0, le=2**31 - 1, description="search: seed of the split into proposal and held-out texts"
     )
-
-
-def records(texts: Iterable[ActivationText]) -> list[ActivationRecord]:
-    """The domain's records, copied from validated texts."""
-    return [ActivationRecord(list(t.tokens), list(t.values)) for t in texts]

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g
 
+from core.records import to_records
 from explainer.errors import ExplainerError
 from explainer.search.service import JUDGE_BATCH_SIZE, SearchCaps, SearchParts, SearchTask, explain_by_search
 from explainer.service import ExplainTask, explain_single
 from web.bodies import check_texts, deadline, respond, settings, validated
-from web.models import ExplainRequest, records
+from web.models import ExplainRequest
 
 bp = Blueprint("explaining", __name__)
 
@@ -23,8 +24,8 @@ def explain():
         backend = runtime.explainer_backend(req.explainer, required=not req.dry_run)
         s = settings()
         task = ExplainTask(
-            records=records(req.activations),
-            random_records=records(req.random_activations),
+            records=to_records(req.activations),
+            random_records=to_records(req.random_activations),
             style=req.style,
             model=req.model or s.explainer_model,
             n=req.n,
@@ -55,8 +56,8 @@ def _search(req: ExplainRequest, runtime) -> dict:
     if caps.max_rounds < 1:
         raise ExplainerError("strategy 'search' is disabled on this server (SEARCH_MAX_ROUNDS=0)")
     task = SearchTask(
-        records=records(req.activations),
-        random_records=records(req.random_activations),
+        records=to_records(req.activations),
+        random_records=to_records(req.random_activations),
         max_activation=req.max_activation,
         threshold=req.threshold,
         top_k=req.top_k,

@@ -3,12 +3,13 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, g
 
+from core.records import to_records
 from scorer import service as scoring
 from scorer.guard import check_explanation, normalise_explanation
 from scorer.scorers import SIMULATION
 from web.bodies import check_length, check_texts, deadline, respond, settings, validated
 from web.errors import ApiError, too_large
-from web.models import CompareRequest, ScoreRequest, SimilarityRequest, records
+from web.models import CompareRequest, ScoreRequest, SimilarityRequest
 
 bp = Blueprint("scoring", __name__)
 
@@ -38,7 +39,7 @@ def score():
     check_texts(activations=req.activations, random_activations=req.random_activations)
     explanation = guarded("explanation", req.explanation)
     runtime = current_app.extensions["runtime"]
-    texts, random_texts = records(req.activations), records(req.random_activations)
+    texts, random_texts = to_records(req.activations), to_records(req.random_activations)
     undefined = settings().undefined_score
     if req.scorer == SIMULATION:
         simulator = runtime.simulator(req.simulator, req.model)
@@ -61,7 +62,7 @@ def compare():
     check_texts(activations=req.activations, random_activations=req.random_activations)
     explanations = [guarded(f"explanations[{i}]", e) for i, e in enumerate(req.explanations)]
     runtime = current_app.extensions["runtime"]
-    texts, random_texts = records(req.activations), records(req.random_activations)
+    texts, random_texts = to_records(req.activations), to_records(req.random_activations)
     undefined = settings().undefined_score
     if req.scorer == SIMULATION:
         simulator = runtime.simulator(req.simulator, req.model)
